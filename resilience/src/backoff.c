@@ -1,0 +1,2 @@
+/* backoff.c - being written. */
+typedef int ratchet__placeholder_backoff;

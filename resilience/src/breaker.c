@@ -1,0 +1,2 @@
+/* breaker.c - being written. */
+typedef int ratchet__placeholder_breaker;

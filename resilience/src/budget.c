@@ -1,0 +1,2 @@
+/* budget.c - being written. */
+typedef int ratchet__placeholder_budget;

@@ -1,0 +1,2 @@
+/* bulkhead.c - being written. */
+typedef int ratchet__placeholder_bulkhead;

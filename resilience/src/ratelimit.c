@@ -1,0 +1,2 @@
+/* ratelimit.c - being written. */
+typedef int ratchet__placeholder_ratelimit;

@@ -1,0 +1,2 @@
+/* retry.c - being written. */
+typedef int ratchet__placeholder_retry;
