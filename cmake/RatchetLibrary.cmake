@@ -33,6 +33,11 @@ function(ratchet_add_library name)
   install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
   # pkg-config file for Makefile users.
+  # The prefix is found relative to the .pc file itself, so the package
+  # stays correct when installed with `cmake --install --prefix ELSEWHERE`.
+  file(RELATIVE_PATH RATCHET_PC_TO_PREFIX
+       /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
+  string(REGEX REPLACE "/$" "" RATCHET_PC_TO_PREFIX "${RATCHET_PC_TO_PREFIX}")
   set(RATCHET_PC_NAME ratchet-${name})
   set(RATCHET_PC_DESCRIPTION "${ARG_DESCRIPTION}")
   string(REPLACE ";" " " RATCHET_PC_REQUIRES "${ARG_PC_REQUIRES}")
