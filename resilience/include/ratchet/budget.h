@@ -42,11 +42,16 @@ typedef struct ratchet_retry_budget_options {
 typedef struct ratchet_retry_budget_metrics {
   uint64_t calls;   /* deposits in the window */
   uint64_t retries; /* withdrawals in the window */
-  uint64_t allowed; /* retries the window allows now */
+  /* the window's limit, max(min_retries, floor(ratio * calls)); retries may
+   * exceed it for a while after old calls leave the window, so what is left
+   * is allowed > retries ? allowed - retries : 0 */
+  uint64_t allowed;
   uint64_t total_refused; /* withdrawals refused since creation */
 } ratchet_retry_budget_metrics;
 
-/* Creates an empty budget at now_ns. 0 and *out; -EINVAL; -ENOMEM. */
+/* Creates an empty budget at now_ns. Returns 0 and sets *out; -EINVAL for
+ * NULL pointers or an option out of range; -ENOMEM. On failure *out is left
+ * as it was and nothing is allocated. */
 RATCHET_API int ratchet_retry_budget_new(const ratchet_retry_budget_options *o,
                                          uint64_t now_ns,
                                          ratchet_retry_budget **out);
