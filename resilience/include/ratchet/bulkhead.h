@@ -4,8 +4,11 @@
  * A bulkhead caps how many callers may be inside a section at once, so that
  * one slow dependency cannot take every thread or worker. Acquisition never
  * blocks: callers that find it full are refused and can queue, shed or retry
- * as they see fit. Lock-free (one atomic counter); safe from any thread; no
- * allocation after ratchet_bulkhead_new.
+ * as they see fit. Lock-free: the maximum and the count share one 64-bit
+ * atomic word, so one compare-and-swap checks a place against the maximum in
+ * force at that instant, even while it is resized. A successful acquire
+ * synchronises with the release that freed its place, as a semaphore does.
+ * Safe from any thread; no allocation after ratchet_bulkhead_new.
  */
 #ifndef RATCHET_BULKHEAD_H
 #define RATCHET_BULKHEAD_H

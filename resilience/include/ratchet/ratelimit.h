@@ -16,6 +16,10 @@
  * ratchet_ratelimit_reserve takes the permits at once, for use after the
  * returned wait, if that wait is within a limit the caller gives.
  *
+ * Time: a now_ns earlier than one already seen is taken as the latest time
+ * seen (no time passes), so a clock read out of order can never shorten a
+ * wait.
+ *
  * Threads: safe to call from several threads at once (a short spin lock); no
  * allocation after ratchet_ratelimit_new.
  */
@@ -55,7 +59,8 @@ typedef struct ratchet_ratelimit_options {
 
 /*
  * Creates a limiter that starts full (a whole burst available) at now_ns.
- * Returns 0 and sets *out; -EINVAL for options out of range; -ENOMEM.
+ * Returns 0 and sets *out; -EINVAL for NULL pointers or options out of
+ * range; -ENOMEM. On failure *out is left as it was.
  */
 RATCHET_API int ratchet_ratelimit_new(const ratchet_ratelimit_options *o,
                                       uint64_t now_ns,
@@ -65,7 +70,8 @@ RATCHET_API int ratchet_ratelimit_new(const ratchet_ratelimit_options *o,
 RATCHET_API void ratchet_ratelimit_free(ratchet_ratelimit *rl);
 
 /*
- * Takes n permits at now_ns if they are available. Returns 0 on success.
+ * Takes n permits at now_ns if they are available. Returns 0 on success
+ * (with *wait_ns set to 0).
  * Otherwise takes nothing and returns RATCHET_ERATE_LIMITED, with
  * *wait_ns (if wait_ns is not NULL) set to the time after which n permits
  * would be available if nobody else takes any. Returns -EINVAL when n is 0
@@ -80,6 +86,10 @@ RATCHET_API int ratchet_ratelimit_acquire(ratchet_ratelimit *rl, uint64_t n,
  * wait *wait_ns (0 if they are available now) before using them. If the wait
  * would be longer, nothing is taken and it returns RATCHET_ERATE_LIMITED with
  * *wait_ns set to the wait needed. -EINVAL as for acquire.
+ *
+ * Debt is bounded so that every computation fits in 64 bits: a wait longer
+ * than 2^62 / limit ns (77 minutes at a limit of 10^6 per period, 4.6 s at
+ * 10^9) is refused even if max_wait_ns allows it.
  */
 RATCHET_API int ratchet_ratelimit_reserve(ratchet_ratelimit *rl, uint64_t n,
                                           uint64_t max_wait_ns,
