@@ -69,16 +69,16 @@ static void test_schedules(void **state) {
   o.table_len = 3;
   assert_true(ratchet_backoff_base(&o, 1) == 5 * TU_MS);
   assert_true(ratchet_backoff_base(&o, 2) == 50 * TU_MS);
-  assert_true(ratchet_backoff_base(&o, 3) == 10 * TU_S); /* capped */
+  assert_true(ratchet_backoff_base(&o, 3) == 10 * TU_S);  /* capped */
   assert_true(ratchet_backoff_base(&o, 99) == 10 * TU_S); /* last repeats */
 }
 
 static void test_huge_retry_numbers_clamp(void **state) {
   (void)state;
   const uint64_t table[] = {1};
-  ratchet_backoff_kind kinds[] = {
-      RATCHET_BACKOFF_LINEAR, RATCHET_BACKOFF_EXPONENTIAL,
-      RATCHET_BACKOFF_FIBONACCI};
+  ratchet_backoff_kind kinds[] = {RATCHET_BACKOFF_LINEAR,
+                                  RATCHET_BACKOFF_EXPONENTIAL,
+                                  RATCHET_BACKOFF_FIBONACCI};
   for (size_t k = 0; k < 3; k++) {
     ratchet_backoff_options o = plain(kinds[k]);
     o.increment_ns = UINT64_MAX / 2;
@@ -116,8 +116,7 @@ static void test_huge_retry_numbers_clamp(void **state) {
 /* Draws many jittered delays for retry `retry` and checks they lie in
  * [lo, hi] with a mean near `mean` (within 3 %). */
 static void check_jitter(const ratchet_backoff_options *o, uint32_t retry,
-                         uint64_t prev, uint64_t lo, uint64_t hi,
-                         double mean) {
+                         uint64_t prev, uint64_t lo, uint64_t hi, double mean) {
   ratchet_rng rng;
   ratchet_rng_seed(&rng, 1234);
   double sum = 0;
@@ -172,10 +171,10 @@ static void test_deterministic(void **state) {
     o.jitter_fraction = 0.5;
     for (uint64_t r = 1; r < 200; r++) {
       uint64_t random = r * UINT64_C(0x9e3779b97f4a7c15);
-      uint64_t a = ratchet_backoff_delay(&o, (uint32_t)(r % 9 + 1), r * TU_MS,
-                                         random);
-      uint64_t b = ratchet_backoff_delay(&o, (uint32_t)(r % 9 + 1), r * TU_MS,
-                                         random);
+      uint64_t a =
+          ratchet_backoff_delay(&o, (uint32_t)(r % 9 + 1), r * TU_MS, random);
+      uint64_t b =
+          ratchet_backoff_delay(&o, (uint32_t)(r % 9 + 1), r * TU_MS, random);
       assert_true(a == b);
     }
   }

@@ -129,9 +129,9 @@ static void test_deadlines(void **state) {
   ratchet_retry_start(&o, &st, 9 * TU_S, 10 * TU_S);
   assert_int_equal(
       ratchet_retry_next(&o, &st, -EIO, 0, 9 * TU_S + 900 * TU_MS, 0, &d), 0);
-  assert_int_equal(ratchet_retry_next(&o, &st, -EIO, 0,
-                                      9 * TU_S + 800 * TU_MS + 1, 0, &d),
-                   RATCHET_EDEADLINE);
+  assert_int_equal(
+      ratchet_retry_next(&o, &st, -EIO, 0, 9 * TU_S + 800 * TU_MS + 1, 0, &d),
+      RATCHET_EDEADLINE);
   assert_int_equal(ratchet_retry_next(&o, &st, -EIO, 0, 10 * TU_S, 0, &d),
                    RATCHET_EDEADLINE);
 
