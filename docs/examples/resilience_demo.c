@@ -52,10 +52,9 @@ static int attempt(void *ctx, uint32_t n, uint64_t *retry_after_ns) {
   if (rc == 0) {
     rc = service(d);
     uint64_t end = ratchet_now_ns();
-    ratchet_breaker_record(d->breaker,
-                           rc == 0 ? RATCHET_BREAKER_SUCCESS
-                                   : RATCHET_BREAKER_FAILURE,
-                           end - start, end);
+    ratchet_breaker_record(
+        d->breaker, rc == 0 ? RATCHET_BREAKER_SUCCESS : RATCHET_BREAKER_FAILURE,
+        end - start, end);
   }
   printf("%8.1f ms  request %2d  attempt %u: %s\n", ms_since(d), d->request,
          (unsigned)n, rc == 0 ? "ok" : ratchet_strerror(rc));

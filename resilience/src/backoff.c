@@ -102,9 +102,8 @@ static uint64_t saturating_mul3(uint64_t v) {
   return v > UINT64_MAX / 3 ? UINT64_MAX : v * 3;
 }
 
-uint64_t ratchet_backoff_delay(const ratchet_backoff_options *o,
-                               uint32_t retry, uint64_t prev_ns,
-                               uint64_t random) {
+uint64_t ratchet_backoff_delay(const ratchet_backoff_options *o, uint32_t retry,
+                               uint64_t prev_ns, uint64_t random) {
   uint64_t cap = o->max_delay_ns;
   uint64_t v, lo, hi;
   double scaled;

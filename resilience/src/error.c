@@ -12,112 +12,114 @@
 
 #include "ratchet/error.h"
 
+/* clang-format off */
 #define ERRNO_NAME(e) {e, #e},
 static const struct {
   int code;
   const char *name;
 } errno_names[] = {
 #ifdef EPERM
-    ERRNO_NAME(EPERM)
+  ERRNO_NAME(EPERM)
 #endif
 #ifdef ENOENT
-    ERRNO_NAME(ENOENT)
+  ERRNO_NAME(ENOENT)
 #endif
 #ifdef ESRCH
-    ERRNO_NAME(ESRCH)
+  ERRNO_NAME(ESRCH)
 #endif
 #ifdef EINTR
-    ERRNO_NAME(EINTR)
+  ERRNO_NAME(EINTR)
 #endif
 #ifdef EIO
-    ERRNO_NAME(EIO)
+  ERRNO_NAME(EIO)
 #endif
 #ifdef E2BIG
-    ERRNO_NAME(E2BIG)
+  ERRNO_NAME(E2BIG)
 #endif
 #ifdef EBADF
-    ERRNO_NAME(EBADF)
+  ERRNO_NAME(EBADF)
 #endif
 #ifdef ECHILD
-    ERRNO_NAME(ECHILD)
+  ERRNO_NAME(ECHILD)
 #endif
 #ifdef EAGAIN
-    ERRNO_NAME(EAGAIN)
+  ERRNO_NAME(EAGAIN)
 #endif
 #ifdef ENOMEM
-    ERRNO_NAME(ENOMEM)
+  ERRNO_NAME(ENOMEM)
 #endif
 #ifdef EACCES
-    ERRNO_NAME(EACCES)
+  ERRNO_NAME(EACCES)
 #endif
 #ifdef EBUSY
-    ERRNO_NAME(EBUSY)
+  ERRNO_NAME(EBUSY)
 #endif
 #ifdef EEXIST
-    ERRNO_NAME(EEXIST)
+  ERRNO_NAME(EEXIST)
 #endif
 #ifdef ENOTDIR
-    ERRNO_NAME(ENOTDIR)
+  ERRNO_NAME(ENOTDIR)
 #endif
 #ifdef EISDIR
-    ERRNO_NAME(EISDIR)
+  ERRNO_NAME(EISDIR)
 #endif
 #ifdef EINVAL
-    ERRNO_NAME(EINVAL)
+  ERRNO_NAME(EINVAL)
 #endif
 #ifdef EMFILE
-    ERRNO_NAME(EMFILE)
+  ERRNO_NAME(EMFILE)
 #endif
 #ifdef ENOSPC
-    ERRNO_NAME(ENOSPC)
+  ERRNO_NAME(ENOSPC)
 #endif
 #ifdef EPIPE
-    ERRNO_NAME(EPIPE)
+  ERRNO_NAME(EPIPE)
 #endif
 #ifdef EDOM
-    ERRNO_NAME(EDOM)
+  ERRNO_NAME(EDOM)
 #endif
 #ifdef ERANGE
-    ERRNO_NAME(ERANGE)
+  ERRNO_NAME(ERANGE)
 #endif
 #ifdef ENOSYS
-    ERRNO_NAME(ENOSYS)
+  ERRNO_NAME(ENOSYS)
 #endif
 #ifdef ENOTSUP
-    ERRNO_NAME(ENOTSUP)
+  ERRNO_NAME(ENOTSUP)
 #endif
 #ifdef EPROTO
-    ERRNO_NAME(EPROTO)
+  ERRNO_NAME(EPROTO)
 #endif
 #ifdef EMSGSIZE
-    ERRNO_NAME(EMSGSIZE)
+  ERRNO_NAME(EMSGSIZE)
 #endif
 #ifdef EOVERFLOW
-    ERRNO_NAME(EOVERFLOW)
+  ERRNO_NAME(EOVERFLOW)
 #endif
 #ifdef ECONNRESET
-    ERRNO_NAME(ECONNRESET)
+  ERRNO_NAME(ECONNRESET)
 #endif
 #ifdef ECONNREFUSED
-    ERRNO_NAME(ECONNREFUSED)
+  ERRNO_NAME(ECONNREFUSED)
 #endif
 #ifdef ETIMEDOUT
-    ERRNO_NAME(ETIMEDOUT)
+  ERRNO_NAME(ETIMEDOUT)
 #endif
 #ifdef EALREADY
-    ERRNO_NAME(EALREADY)
+  ERRNO_NAME(EALREADY)
 #endif
 #ifdef ECANCELED
-    ERRNO_NAME(ECANCELED)
+  ERRNO_NAME(ECANCELED)
 #endif
 #ifdef ENOBUFS
-    ERRNO_NAME(ENOBUFS)
+  ERRNO_NAME(ENOBUFS)
 #endif
 #ifdef ESHUTDOWN
-    ERRNO_NAME(ESHUTDOWN)
+  ERRNO_NAME(ESHUTDOWN)
 #endif
 };
 #undef ERRNO_NAME
+/* clang-format on */
 
 const char *ratchet_strerror(int err) {
   if (err == 0)

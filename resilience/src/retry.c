@@ -59,9 +59,8 @@ void ratchet_retry_start(const ratchet_retry_options *o,
     ratchet_retry_budget_deposit(o->budget, now_ns);
 }
 
-int ratchet_retry_next(const ratchet_retry_options *o,
-                       ratchet_retry_state *st, int err,
-                       uint64_t retry_after_ns, uint64_t now_ns,
+int ratchet_retry_next(const ratchet_retry_options *o, ratchet_retry_state *st,
+                       int err, uint64_t retry_after_ns, uint64_t now_ns,
                        uint64_t random, uint64_t *delay_ns) {
   const ratchet_backoff_options *b = &o->backoff;
   uint32_t made = st->backoff.attempts == 0 ? 1 : st->backoff.attempts;
@@ -145,7 +144,8 @@ int ratchet_retry_run(const ratchet_retry_options *o, ratchet_retry_fn fn,
   ratchet_rng_seed(&e.rng, start ^ (uint64_t)(uintptr_t)&e);
   uint64_t deadline = 0;
   if (timeout_ns != 0)
-    deadline = start > UINT64_MAX - timeout_ns ? UINT64_MAX : start + timeout_ns;
+    deadline =
+        start > UINT64_MAX - timeout_ns ? UINT64_MAX : start + timeout_ns;
   ratchet_retry_start(o, &st, start, deadline);
 
   for (;;) {
@@ -158,8 +158,8 @@ int ratchet_retry_run(const ratchet_retry_options *o, ratchet_retry_fn fn,
     r.elapsed_ns = now > start ? now - start : 0;
     if (err == 0)
       break;
-    r.reason = ratchet_retry_next(o, &st, err, retry_after, now,
-                                  env_random(&e), &delay);
+    r.reason = ratchet_retry_next(o, &st, err, retry_after, now, env_random(&e),
+                                  &delay);
     if (r.reason != 0)
       break;
     if (env != NULL && env->on_retry != NULL)

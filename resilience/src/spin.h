@@ -17,7 +17,8 @@ typedef struct ratchet__spin {
   atomic_bool locked;
 } ratchet__spin;
 
-#define RATCHET__SPIN_INIT {false}
+#define RATCHET__SPIN_INIT                                                     \
+  { false }
 
 void ratchet__spin_yield(void);
 

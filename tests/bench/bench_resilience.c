@@ -91,8 +91,7 @@ static void body_retry_next(void *ctx, uint64_t iters) {
   for (uint64_t i = 0; i < iters; i++) {
     if ((i & 3) == 0)
       ratchet_retry_start(o, &st, i, 0);
-    if (ratchet_retry_next(o, &st, -5, 0, i, i * 0x9e3779b97f4a7c15u, &d) ==
-        0)
+    if (ratchet_retry_next(o, &st, -5, 0, i, i * 0x9e3779b97f4a7c15u, &d) == 0)
       acc += d;
   }
   sink = acc;
@@ -237,7 +236,8 @@ int main(int argc, char **argv) {
   ratchet_bulkhead_options bho = RATCHET_BULKHEAD_OPTIONS_INIT;
   ratchet_bulkhead *bh;
 
-  if (ratchet_breaker_new(&cbo, 0, &bc.b) || ratchet_breaker_new(&tbo, 0, &tc.b) ||
+  if (ratchet_breaker_new(&cbo, 0, &bc.b) ||
+      ratchet_breaker_new(&tbo, 0, &tc.b) ||
       ratchet_ratelimit_new(&lo, 0, &tb.rl) ||
       ratchet_ratelimit_new(&go, 0, &gc.rl) ||
       ratchet_bulkhead_new(&bho, &bh)) {
@@ -253,8 +253,8 @@ int main(int argc, char **argv) {
   r = measure("backoff delay (exponential, full jitter)", body_backoff, &bo,
               iters);
   bad |= print(&r, 1);
-  r = measure("retry next (classify + backoff + limits)", body_retry_next,
-              &ro, iters);
+  r = measure("retry next (classify + backoff + limits)", body_retry_next, &ro,
+              iters);
   bad |= print(&r, 1);
   r = measure("breaker allow+record, count window, 1 thr", body_breaker, &bc,
               iters);
@@ -266,8 +266,7 @@ int main(int argc, char **argv) {
   r = measure("breaker allow+record, count window, 2 thr", body_two_threads,
               &two_threads_ctx, iters);
   bad |= print(&r, 1);
-  r = measure("rate limiter acquire, token bucket", body_ratelimit, &tb,
-              iters);
+  r = measure("rate limiter acquire, token bucket", body_ratelimit, &tb, iters);
   bad |= print(&r, 1);
   r = measure("rate limiter acquire, GCRA", body_ratelimit, &gc, iters);
   bad |= print(&r, 1);
@@ -279,8 +278,7 @@ int main(int argc, char **argv) {
   r = measure("pthread mutex lock+unlock, 2 thr", body_two_threads,
               &two_threads_ctx, iters);
   print(&r, 0);
-  r = measure("monotonic clock read (ratchet_now_ns)", body_clock, NULL,
-              iters);
+  r = measure("monotonic clock read (ratchet_now_ns)", body_clock, NULL, iters);
   print(&r, 0);
 
   ratchet_breaker_free(bc.b);
@@ -289,7 +287,7 @@ int main(int argc, char **argv) {
   ratchet_ratelimit_free(gc.rl);
   ratchet_bulkhead_free(bh);
   ratchet_reset_allocator();
-  printf("\n%s\n", bad ? "FAIL: a hot path allocated"
-                       : "no allocation on any hot path");
+  printf("\n%s\n",
+         bad ? "FAIL: a hot path allocated" : "no allocation on any hot path");
   return bad;
 }

@@ -20,7 +20,7 @@ size_t tu_alloc_count(void);
 long tu_alloc_live(void);
 
 #define TU_MS UINT64_C(1000000)
-#define TU_S UINT64_C(1000000000)
+#define TU_S  UINT64_C(1000000000)
 
 /* One group of tests per module, each returning its number of failures. */
 int test_alloc(void);

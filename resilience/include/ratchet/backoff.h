@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define RATCHET_NS_PER_MS UINT64_C(1000000)
-#define RATCHET_NS_PER_S UINT64_C(1000000000)
+#define RATCHET_NS_PER_S  UINT64_C(1000000000)
 
 typedef enum ratchet_backoff_kind {
   RATCHET_BACKOFF_CONSTANT = 0,    /* initial, initial, initial, ... */
@@ -76,33 +76,37 @@ typedef struct ratchet_backoff_options {
 
 /* Default: exponential from 100 ms, x2, capped at 30 s, full jitter, at most
  * 3 attempts (the first call and 2 retries), no time limit. */
-#define RATCHET_BACKOFF_OPTIONS_INIT                                           \
-  {RATCHET_BACKOFF_EXPONENTIAL,                                                \
-   RATCHET_JITTER_FULL,                                                        \
-   100 * RATCHET_NS_PER_MS,                                                    \
-   30 * RATCHET_NS_PER_S,                                                      \
-   2.0,                                                                        \
-   0,                                                                          \
-   NULL,                                                                       \
-   0,                                                                          \
-   0.0,                                                                        \
-   3,                                                                          \
-   0}
+/* clang-format off */
+#define RATCHET_BACKOFF_OPTIONS_INIT {                                          \
+    .kind = RATCHET_BACKOFF_EXPONENTIAL,                                       \
+    .jitter = RATCHET_JITTER_FULL,                                             \
+    .initial_ns = 100 * RATCHET_NS_PER_MS,                                     \
+    .max_delay_ns = 30 * RATCHET_NS_PER_S,                                     \
+    .multiplier = 2.0,                                                         \
+    .increment_ns = 0,                                                         \
+    .table_ns = NULL,                                                          \
+    .table_len = 0,                                                            \
+    .jitter_fraction = 0.0,                                                    \
+    .max_attempts = 3,                                                         \
+    .max_elapsed_ns = 0}
+/* clang-format on */
 
 /* gRPC's connection backoff: 1 s, x1.6, +/- 20 %, capped at 120 s, no
  * attempt limit. */
-#define RATCHET_BACKOFF_GRPC_INIT                                              \
-  {RATCHET_BACKOFF_EXPONENTIAL,                                                \
-   RATCHET_JITTER_PROPORTIONAL,                                                \
-   1 * RATCHET_NS_PER_S,                                                       \
-   120 * RATCHET_NS_PER_S,                                                     \
-   1.6,                                                                        \
-   0,                                                                          \
-   NULL,                                                                       \
-   0,                                                                          \
-   0.2,                                                                        \
-   0,                                                                          \
-   0}
+/* clang-format off */
+#define RATCHET_BACKOFF_GRPC_INIT {                                             \
+    .kind = RATCHET_BACKOFF_EXPONENTIAL,                                       \
+    .jitter = RATCHET_JITTER_PROPORTIONAL,                                     \
+    .initial_ns = 1 * RATCHET_NS_PER_S,                                        \
+    .max_delay_ns = 120 * RATCHET_NS_PER_S,                                    \
+    .multiplier = 1.6,                                                         \
+    .increment_ns = 0,                                                         \
+    .table_ns = NULL,                                                          \
+    .table_len = 0,                                                            \
+    .jitter_fraction = 0.2,                                                    \
+    .max_attempts = 0,                                                         \
+    .max_elapsed_ns = 0}
+/* clang-format on */
 
 /* Returns 0 if every option is in its documented range, else -EINVAL. */
 RATCHET_API int ratchet_backoff_validate(const ratchet_backoff_options *o);
@@ -148,9 +152,8 @@ RATCHET_API void ratchet_backoff_start(ratchet_backoff_state *st,
  * The options must be valid.
  */
 RATCHET_API int ratchet_backoff_next(const ratchet_backoff_options *o,
-                                     ratchet_backoff_state *st,
-                                     uint64_t now_ns, uint64_t random,
-                                     uint64_t *delay_ns);
+                                     ratchet_backoff_state *st, uint64_t now_ns,
+                                     uint64_t random, uint64_t *delay_ns);
 
 #ifdef __cplusplus
 }

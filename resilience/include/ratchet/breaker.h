@@ -132,32 +132,34 @@ typedef struct ratchet_breaker_options {
   void *listener_ctx;
 } ratchet_breaker_options;
 
-#define RATCHET_BREAKER_OPTIONS_INIT                                           \
-  {RATCHET_BREAKER_WINDOW_COUNT,                                               \
-   100,                                                                        \
-   UINT64_C(1000000000),                                                       \
-   100,                                                                        \
-   50.0,                                                                       \
-   100.0,                                                                      \
-   UINT64_C(60000000000),                                                      \
-   5,                                                                          \
-   UINT64_C(60000000000),                                                      \
-   1.0,                                                                        \
-   UINT64_C(600000000000),                                                     \
-   10,                                                                         \
-   UINT64_C(60000000000),                                                      \
-   NULL,                                                                       \
-   NULL}
+/* clang-format off */
+#define RATCHET_BREAKER_OPTIONS_INIT {                                          \
+    .window = RATCHET_BREAKER_WINDOW_COUNT,                                    \
+    .window_size = 100,                                                        \
+    .bucket_ns = UINT64_C(1000000000),            /* 1 s */                    \
+    .minimum_calls = 100,                                                      \
+    .failure_rate_threshold = 50.0,                                            \
+    .slow_call_rate_threshold = 100.0,                                         \
+    .slow_call_duration_ns = UINT64_C(60000000000), /* 60 s */                 \
+    .consecutive_failures = 5,                                                 \
+    .open_duration_ns = UINT64_C(60000000000),      /* 60 s */                 \
+    .open_backoff_multiplier = 1.0,                                            \
+    .max_open_duration_ns = UINT64_C(600000000000), /* 10 min */               \
+    .permitted_calls_in_half_open = 10,                                        \
+    .max_wait_in_half_open_ns = UINT64_C(60000000000), /* 60 s */              \
+    .listener = NULL,                                                          \
+    .listener_ctx = NULL}
+/* clang-format on */
 
 /* A consistent snapshot of a breaker. Rates are percentages, or -1.0 while
  * the window holds fewer than minimum_calls calls. */
 typedef struct ratchet_breaker_metrics {
   ratchet_breaker_state state;
-  uint32_t calls;          /* calls in the window (or half-open results) */
-  uint32_t failed_calls;   /* of which failed */
-  uint32_t slow_calls;     /* of which slow (failed or not) */
-  double failure_rate;     /* failed_calls / calls * 100, or -1 */
-  double slow_call_rate;   /* slow_calls / calls * 100, or -1 */
+  uint32_t calls;        /* calls in the window (or half-open results) */
+  uint32_t failed_calls; /* of which failed */
+  uint32_t slow_calls;   /* of which slow (failed or not) */
+  double failure_rate;   /* failed_calls / calls * 100, or -1 */
+  double slow_call_rate; /* slow_calls / calls * 100, or -1 */
   uint32_t consecutive_failures; /* current run of failures */
   uint32_t half_open_permits_left;
   uint32_t trips;               /* trips since the breaker last closed */

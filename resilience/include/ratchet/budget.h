@@ -37,7 +37,8 @@ typedef struct ratchet_retry_budget_options {
   uint32_t buckets;
 } ratchet_retry_budget_options;
 
-#define RATCHET_RETRY_BUDGET_OPTIONS_INIT {0.2, 3, UINT64_C(10000000000), 10}
+#define RATCHET_RETRY_BUDGET_OPTIONS_INIT                                      \
+  { 0.2, 3, UINT64_C(10000000000), 10 }
 
 typedef struct ratchet_retry_budget_metrics {
   uint64_t calls;   /* deposits in the window */

@@ -28,12 +28,13 @@ typedef struct ratchet_bulkhead_options {
   uint32_t max_concurrent;
 } ratchet_bulkhead_options;
 
-#define RATCHET_BULKHEAD_OPTIONS_INIT {25}
+#define RATCHET_BULKHEAD_OPTIONS_INIT                                          \
+  { 25 }
 
 typedef struct ratchet_bulkhead_metrics {
   uint32_t max_concurrent;
   uint32_t in_use;
-  uint32_t peak;          /* highest in_use seen */
+  uint32_t peak; /* highest in_use seen */
   uint64_t total_acquired;
   uint64_t total_rejected;
 } ratchet_bulkhead_metrics;

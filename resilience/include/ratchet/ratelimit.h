@@ -55,7 +55,7 @@ typedef struct ratchet_ratelimit_options {
 } ratchet_ratelimit_options;
 
 #define RATCHET_RATELIMIT_OPTIONS_INIT                                         \
-  {RATCHET_RATELIMIT_TOKEN_BUCKET, 50, UINT64_C(500000000), 0}
+  { RATCHET_RATELIMIT_TOKEN_BUCKET, 50, UINT64_C(500000000), 0 }
 
 /*
  * Creates a limiter that starts full (a whole burst available) at now_ns.
@@ -63,8 +63,7 @@ typedef struct ratchet_ratelimit_options {
  * range; -ENOMEM. On failure *out is left as it was.
  */
 RATCHET_API int ratchet_ratelimit_new(const ratchet_ratelimit_options *o,
-                                      uint64_t now_ns,
-                                      ratchet_ratelimit **out);
+                                      uint64_t now_ns, ratchet_ratelimit **out);
 
 /* Frees rl. NULL is a no-op. */
 RATCHET_API void ratchet_ratelimit_free(ratchet_ratelimit *rl);
@@ -92,8 +91,8 @@ RATCHET_API int ratchet_ratelimit_acquire(ratchet_ratelimit *rl, uint64_t n,
  * 10^9) is refused even if max_wait_ns allows it.
  */
 RATCHET_API int ratchet_ratelimit_reserve(ratchet_ratelimit *rl, uint64_t n,
-                                          uint64_t max_wait_ns,
-                                          uint64_t now_ns, uint64_t *wait_ns);
+                                          uint64_t max_wait_ns, uint64_t now_ns,
+                                          uint64_t *wait_ns);
 
 /* Returns the whole permits available at now_ns (0 while in debt). */
 RATCHET_API uint64_t ratchet_ratelimit_available(ratchet_ratelimit *rl,

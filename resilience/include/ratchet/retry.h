@@ -57,8 +57,18 @@ typedef struct ratchet_retry_options {
   ratchet_retry_budget *budget;
 } ratchet_retry_options;
 
-#define RATCHET_RETRY_OPTIONS_INIT                                             \
-  {RATCHET_BACKOFF_OPTIONS_INIT, NULL, 0, NULL, 0, NULL, NULL, 0, NULL}
+/* clang-format off */
+#define RATCHET_RETRY_OPTIONS_INIT {                                            \
+    .backoff = RATCHET_BACKOFF_OPTIONS_INIT,                                   \
+    .retry_on = NULL,                                                          \
+    .retry_on_len = 0,                                                         \
+    .abort_on = NULL,                                                          \
+    .abort_on_len = 0,                                                         \
+    .classify = NULL,                                                          \
+    .classify_ctx = NULL,                                                      \
+    .max_retry_after_ns = 0,                                                   \
+    .budget = NULL}
+/* clang-format on */
 
 /* Returns 0 if the options are valid (backoff included), else -EINVAL. */
 RATCHET_API int ratchet_retry_validate(const ratchet_retry_options *o);
