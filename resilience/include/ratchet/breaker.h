@@ -39,6 +39,10 @@
  * while HALF_OPEN counts as one of the half-open results. Outcomes reported
  * while OPEN, FORCED_OPEN or DISABLED are dropped.
  *
+ * Time: every function that takes now_ns first applies the time-driven
+ * changes due by then (dated now_ns), so "the current state" below is what
+ * ratchet_breaker_state_at(b, now_ns) would return.
+ *
  * Threads: every function may be called from any thread at once. State is
  * guarded by a short spin lock; nothing allocates after ratchet_breaker_new.
  * The listener is called after the lock is released, from the thread whose
@@ -152,7 +156,12 @@ typedef struct ratchet_breaker_options {
 /* clang-format on */
 
 /* A consistent snapshot of a breaker. Rates are percentages, or -1.0 while
- * the window holds fewer than minimum_calls calls. */
+ * the window holds fewer than minimum_calls calls. The counts are those of
+ * the sliding window in CLOSED and METRICS_ONLY, of the probes so far in
+ * HALF_OPEN (rates -1: the verdict is given as soon as it is certain), and
+ * in OPEN, FORCED_OPEN and DISABLED those the window held when the breaker
+ * left it (the calls that tripped it), as resilience4j shows them. The
+ * CONSECUTIVE mode has no window: calls are 0 outside HALF_OPEN. */
 typedef struct ratchet_breaker_metrics {
   ratchet_breaker_state state;
   uint32_t calls;        /* calls in the window (or half-open results) */
