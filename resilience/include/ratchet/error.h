@@ -30,7 +30,21 @@ extern "C" {
   XX(EATTEMPTS, -30003, "maximum number of attempts reached")                  \
   XX(EDEADLINE, -30004, "deadline or maximum elapsed time reached")            \
   XX(ENOT_RETRYABLE, -30005, "error is not retryable")                         \
-  XX(EBUDGET, -30006, "retry budget exhausted")
+  XX(EBUDGET, -30006, "retry budget exhausted")                                \
+  XX(EFRAME_VARINT, -30100, "malformed varint length prefix")                  \
+  XX(EFRAME_TOO_BIG, -30101, "frame length over the maximum frame size")       \
+  XX(EFRAME_TRUNCATED, -30102, "stream ended inside a frame")                  \
+  XX(EFRAME_UNDECODABLE, -30103, "frame is not a valid protobuf message")      \
+  XX(EFRAME_EMPTY, -30104, "frame carries no message (empty oneof)")           \
+  XX(EPROTO_VERSION, -30105, "unsupported protocol major version")             \
+  XX(EPROTO_UNEXPECTED, -30106, "message not expected in this protocol state") \
+  XX(EPEER, -30107, "peer reported a protocol error")                          \
+  XX(EEOF, -30108, "end of stream")                                            \
+  XX(ECACHE_CORRUPT, -30200, "cache store is corrupt")                         \
+  XX(ECACHE_VERSION, -30201, "cache store has an unsupported format version")  \
+  XX(ECACHE_FULL, -30202, "cache store is full")                               \
+  XX(ECACHE_TOO_BIG, -30203, "value is larger than the cache can hold")        \
+  XX(ECACHE_MISS, -30204, "no such key in the cache")
 
 typedef enum ratchet_errno {
 #define RATCHET__ERR_ENUM(name, value, msg) RATCHET_##name = (value),
