@@ -15,6 +15,7 @@ write_basic_package_version_file(
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/ratchetConfig.cmake
               ${PROJECT_BINARY_DIR}/ratchetConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/RatchetDeps.cmake
         DESTINATION ${RATCHET_CMAKE_DIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/docs/
         DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -17,6 +17,13 @@ cmd pkg-config pkg-config
 cmd clang-format clang-format
 cmd valgrind valgrind
 pc cmocka libcmocka-dev
+pc libuv libuv1-dev
+pc libprotobuf-c libprotobuf-c-dev
+cmd protoc-c protobuf-c-compiler
+cmd protoc protobuf-compiler
+file /usr/lib/python3/dist-packages/google/protobuf/__init__.py python3-protobuf
+pc lmdb liblmdb-dev
+pc libxxhash libxxhash-dev
 file /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a libclang-rt-14-dev
 '
 

@@ -1,0 +1,2 @@
+/* key.c - being written. */
+typedef int ratchet__placeholder_key;

@@ -1,0 +1,2 @@
+/* memcache.c - being written. */
+typedef int ratchet__placeholder_memcache;

@@ -1,0 +1,2 @@
+/* policy.c - being written. */
+typedef int ratchet__placeholder_policy;

@@ -1,0 +1,2 @@
+/* singleflight.c - being written. */
+typedef int ratchet__placeholder_singleflight;

@@ -1,0 +1,2 @@
+/* tiered.c - being written. */
+typedef int ratchet__placeholder_tiered;

@@ -1,0 +1,4 @@
+/* cachesim.c - being written. */
+int main(void) {
+  return 1;
+}

@@ -1,0 +1,2 @@
+/* codec.c - being written. */
+typedef int ratchet__placeholder_codec;

@@ -1,0 +1,2 @@
+/* fd_transport.c - being written. */
+typedef int ratchet__placeholder_fd_transport;

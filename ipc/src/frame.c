@@ -1,0 +1,2 @@
+/* frame.c - being written. */
+typedef int ratchet__placeholder_frame;

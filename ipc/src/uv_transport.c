@@ -1,0 +1,2 @@
+/* uv_transport.c - being written. */
+typedef int ratchet__placeholder_uv_transport;
