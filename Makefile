@@ -50,6 +50,9 @@ valgrind: build
 bench: build
 	$(BUILD)/tests/bench/bench-resilience
 	$(BUILD)/tests/bench/aws-backoff-sim
+	$(BUILD)/tests/bench/bench-cache
+	$(BUILD)/tests/bench/bench-ipc
+	$(BUILD)/tests/bench/bench-store
 
 format:
 	clang-format -i $(SOURCES)
