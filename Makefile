@@ -6,6 +6,7 @@
 #   make tsan   build in build-tsan with TSan (clang) and run the tests
 #   make valgrind  run the test suites under valgrind
 #   make bench  build and run the benchmarks in tests/bench
+#   make fuzz   libFuzzer on the wire decoder for FUZZ_SECONDS (60) seconds
 #   make format / make format-check   clang-format the tree / check it
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -13,7 +14,9 @@ CMAKE_FLAGS ?=
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || \
             find . -path ./build\* -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
-.PHONY: run test deps build asan tsan valgrind bench format format-check clean
+FUZZ_SECONDS ?= 60
+
+.PHONY: run test deps build asan tsan valgrind bench fuzz format format-check clean
 
 run: build
 	$(BUILD)/tests/bench/ratchet-demo
@@ -54,6 +57,15 @@ bench: build
 	$(BUILD)/tests/bench/bench-ipc
 	$(BUILD)/tests/bench/bench-store
 
+fuzz: deps
+	CC=clang cmake -S . -B build-fuzz -DRATCHET_FUZZ=ON \
+	  -DRATCHET_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j $(JOBS) --target fuzz-frame
+	mkdir -p build-fuzz/corpus-frame
+	build-fuzz/tests/fuzz/fuzz-frame -max_total_time=$(FUZZ_SECONDS) \
+	  -timeout=10 -artifact_prefix=build-fuzz/ \
+	  build-fuzz/corpus-frame tests/fuzz/corpus/frame
+
 format:
 	clang-format -i $(SOURCES)
 
@@ -61,4 +73,4 @@ format-check:
 	clang-format --dry-run --Werror $(SOURCES)
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-clang
