@@ -84,7 +84,8 @@ typedef struct ratchet_cache_put_options {
   size_t ntags;
 } ratchet_cache_put_options;
 
-#define RATCHET_CACHE_PUT_OPTIONS_INIT {0, NULL, 0}
+#define RATCHET_CACHE_PUT_OPTIONS_INIT                                         \
+  { 0, NULL, 0 }
 
 /* A snapshot of the counters since creation (bytes and entries: now). */
 typedef struct ratchet_cache_stats {

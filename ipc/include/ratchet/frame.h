@@ -39,7 +39,8 @@ typedef struct ratchet_buf {
   size_t cap;
 } ratchet_buf;
 
-#define RATCHET_BUF_INIT {NULL, 0, 0}
+#define RATCHET_BUF_INIT                                                       \
+  { NULL, 0, 0 }
 
 /* Makes room for `extra` more bytes after len. 0 or -ENOMEM (buf unchanged). */
 RATCHET_API int ratchet_buf_reserve(ratchet_buf *buf, size_t extra);
@@ -105,7 +106,8 @@ RATCHET_API int ratchet_frame_decoder_feed(ratchet_frame_decoder *d,
 RATCHET_API int ratchet_frame_decoder_finish(ratchet_frame_decoder *d);
 
 /* Bytes held for the frame in progress (prefix and body so far). */
-RATCHET_API size_t ratchet_frame_decoder_pending(const ratchet_frame_decoder *d);
+RATCHET_API size_t
+ratchet_frame_decoder_pending(const ratchet_frame_decoder *d);
 
 #ifdef __cplusplus
 }
