@@ -327,7 +327,12 @@ int ratchet_key_add_file(ratchet_key_builder *b, const char *name,
   if (fd < 0)
     return -errno;
   struct stat sb;
-  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+  if (fstat(fd, &sb) != 0) {
+    rc = -errno;
+    close(fd);
+    return rc;
+  }
+  if (!S_ISREG(sb.st_mode)) {
     rc = S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
     close(fd);
     return rc;

@@ -26,7 +26,9 @@
  * and inode and a second open fails with -EBUSY.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -268,6 +270,43 @@ static int env_create(ratchet_store *s, uint64_t map, unsigned readers) {
   return 0;
 }
 
+static void set_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFD);
+  if (fl >= 0 && !(fl & FD_CLOEXEC))
+    fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+/*
+ * Marks the environment's descriptors close-on-exec, so that programs this
+ * process spawns do not inherit a writable handle to the cache. LMDB opens
+ * data.mdb without O_CLOEXEC (and, with fsync durability, a second handle
+ * for the meta pages), and offers only the first through its API: where
+ * /proc/self/fd exists, every descriptor open on data.mdb or lock.mdb is
+ * marked. A thread that spawns during mdb_env_open can still leak them.
+ */
+static void cloexec_env(ratchet_store *s, const char *data, const char *lock) {
+  struct stat ds, ls, sb;
+  int fd;
+  if (mdb_env_get_fd(s->env, &fd) == 0)
+    set_cloexec(fd);
+  if (stat(data, &ds) != 0 || stat(lock, &ls) != 0)
+    return;
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL)
+    return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    char *end;
+    long n = strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || n < 0 || n > INT_MAX ||
+        n == dirfd(d) || fstat((int)n, &sb) != 0)
+      continue;
+    if ((sb.st_dev == ds.st_dev && sb.st_ino == ds.st_ino) ||
+        (sb.st_dev == ls.st_dev && sb.st_ino == ls.st_ino))
+      set_cloexec((int)n);
+  }
+  closedir(d);
+}
+
 /* Opens the environment in s->dir: everything but the registry. */
 static int open_env(ratchet_store *s, const ratchet_store_options *o) {
   struct stat sb;
@@ -336,6 +375,7 @@ static int open_env(ratchet_store *s, const ratchet_store_options *o) {
       rc = ratchet__store_fail_mdb(s, rc, "opening the LMDB environment");
     goto out;
   }
+  cloexec_env(s, data, lock);
   if (!existed) {
     /* Created just now with 0600 minus the umask: make it exactly 0600. */
     chmod(data, 0600);
@@ -382,6 +422,11 @@ int ratchet_store_open(const ratchet_store_options *o, ratchet_store **out) {
     return ratchet__store_fail(-ENOMEM, "cache store %s: out of memory", dir);
   }
   strcpy(s->dir, dir);
+  if (pthread_rwlock_init(&s->remap, NULL) != 0) {
+    ratchet_free(s->dir);
+    ratchet_free(s);
+    return ratchet__store_fail(-ENOMEM, "cache store %s: out of memory", dir);
+  }
   s->max_bytes = o->max_bytes;
   s->max_age_ms = o->max_age_ms;
   s->default_ttl_ms = o->default_ttl_ms;
@@ -431,6 +476,7 @@ int ratchet_store_open(const ratchet_store_options *o, ratchet_store **out) {
   *out = s;
   return 0;
 fail_free:
+  pthread_rwlock_destroy(&s->remap);
   ratchet_free(s->dir);
   ratchet_free(s);
   return rc;
@@ -447,6 +493,7 @@ void ratchet_store_close(ratchet_store *s) {
     }
   mdb_env_close(s->env);
   pthread_mutex_unlock(&reg_lock);
+  pthread_rwlock_destroy(&s->remap);
   ratchet_free(s->dir);
   ratchet_free(s);
 }
@@ -487,7 +534,7 @@ void ratchet_store_stats_get(ratchet_store *s, ratchet_store_stats *st) {
     }
     if (mdb_stat(txn, s->names, &ns) == 0)
       st->names = ns.ms_entries;
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
   }
   if (mdb_env_info(s->env, &info) == 0)
     st->map_size = info.me_mapsize;

@@ -67,11 +67,11 @@ int ratchet__store_check_format(ratchet_store *s) {
     if (rc == 0)
       rc = mdb_stat(txn, main_dbi, &st);
     if (rc != 0) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail_mdb(s, rc, "reading its tables");
     }
     if (st.ms_entries != 0) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail(
           RATCHET_ECACHE_CORRUPT,
           "%s holds an LMDB environment that is not a ratchet cache "
@@ -80,7 +80,7 @@ int ratchet__store_check_format(ratchet_store *s) {
     }
     fresh = true;
   } else if (rc != 0) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return rc == MDB_INCOMPATIBLE
                ? ratchet__store_fail(RATCHET_ECACHE_CORRUPT,
                                      "%s is not a ratchet cache store; %s",
@@ -91,7 +91,7 @@ int ratchet__store_check_format(ratchet_store *s) {
     k = ratchet__store_val("format", 6);
     rc = mdb_get(txn, s->meta, &k, &v);
     if (rc != 0 || v.mv_size != 4) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       if (rc != 0 && rc != MDB_NOTFOUND)
         return ratchet__store_fail_mdb(s, rc, "reading its format record");
       return ratchet__store_fail(
@@ -112,7 +112,7 @@ int ratchet__store_check_format(ratchet_store *s) {
           if (writer[i] < 0x20 || writer[i] > 0x7e)
             writer[i] = '?';
       }
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail(
           RATCHET_ECACHE_VERSION,
           "cache store %s has format %u (written by %s); this "
@@ -123,7 +123,7 @@ int ratchet__store_check_format(ratchet_store *s) {
           RATCHET_STORE_FORMAT, REBUILD_HINT);
     }
     if (format == 0) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail(
           RATCHET_ECACHE_CORRUPT,
           "cache store %s is damaged: format 0 is not valid; %s", s->dir,
@@ -137,7 +137,7 @@ int ratchet__store_check_format(ratchet_store *s) {
       (rc = open_dbi(s, txn, "lru", cf, &s->lru)) != 0 ||
       (rc = open_dbi(s, txn, "exp", cf, &s->exp)) != 0 ||
       (rc = open_dbi(s, txn, "names", cf, &s->names)) != 0) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return rc;
   }
   if (fresh) {
@@ -153,7 +153,7 @@ int ratchet__store_check_format(ratchet_store *s) {
     if ((rc = mdb_put(txn, s->meta, &fk, &fv, 0)) != 0 ||
         (rc = mdb_put(txn, s->meta, &wk, &wv, 0)) != 0 ||
         (rc = mdb_put(txn, s->meta, &sk, &sv, 0)) != 0) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail_mdb(s, rc, "creating the store");
     }
   } else {
@@ -168,20 +168,20 @@ int ratchet__store_check_format(ratchet_store *s) {
     if (rc == 0)
       rc = mdb_stat(txn, s->lru, &l);
     if (rc != 0 && rc != MDB_NOTFOUND) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail_mdb(s, rc, "reading its statistics");
     }
     if (rc == MDB_NOTFOUND || v.mv_size != 16 ||
         ratchet__store_get_u64le(v.mv_data) != e.ms_entries ||
         e.ms_entries != a.ms_entries || e.ms_entries != l.ms_entries) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail(
           RATCHET_ECACHE_CORRUPT,
           "cache store %s is damaged: its tables disagree; %s", s->dir,
           REBUILD_HINT);
     }
   }
-  rc = mdb_txn_commit(txn);
+  rc = ratchet__store_txn_commit(s, txn);
   if (rc != 0)
     return ratchet__store_fail_mdb(s, rc,
                                    fresh ? "creating the store" : "opening it");

@@ -163,7 +163,7 @@ int ratchet__store_make_room(ratchet_store *s, uint64_t goal) {
     if (rc == 0)
       rc = ratchet__store_wtx_commit(s, &w);
     else
-      mdb_txn_abort(w.txn);
+      ratchet__store_txn_abort(s, w.txn);
     if (ratchet__store_is_full(rc) && chunk > 1) {
       chunk /= 2; /* even deleting needs pages: try fewer at a time */
       continue;
@@ -193,7 +193,7 @@ int ratchet_store_gc(ratchet_store *s, uint64_t now_ms,
     return ratchet__store_fail_mdb(s, rc, "starting a collection");
   rc = ratchet__store_collect(s, &w, now_ms, 0, s->max_bytes);
   if (rc != 0) {
-    mdb_txn_abort(w.txn);
+    ratchet__store_txn_abort(s, w.txn);
     return ratchet__store_fail_mdb(s, rc, "collecting");
   }
   ratchet_store_gc_result g = w.gc;
@@ -206,12 +206,51 @@ int ratchet_store_gc(ratchet_store *s, uint64_t now_ms,
   return 0;
 }
 
+/* A damaged entry as verify's read saw it: its key and the start of its
+ * record, so that the deletion spares a record written since. */
+struct bad_entry {
+  unsigned char k[KEY_BYTES], header[REC_HEADER];
+  size_t hlen;
+};
+
+/* Deletes the entries of bad[] that still hold the records judged, in one
+ * transaction; *deleted gets their number. LMDB code. */
+static int delete_bad(ratchet_store *s, const struct bad_entry *bad, size_t n,
+                      uint64_t *deleted) {
+  struct ratchet__store_wtx w;
+  uint64_t count = 0;
+  *deleted = 0;
+  int rc = ratchet__store_wtx_begin(s, &w);
+  if (rc != 0)
+    return rc; /* no transaction to abort */
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    MDB_val kv = ratchet__store_val(bad[i].k, KEY_BYTES), v;
+    rc = mdb_get(w.txn, s->entries, &kv, &v);
+    if (rc == 0 && !ratchet__store_rec_same(&v, bad[i].header, bad[i].hlen))
+      rc = MDB_NOTFOUND; /* written again since: not the damaged record */
+    if (rc == 0 && (rc = ratchet__store_del_entry(s, &w, bad[i].k)) == 0)
+      count++;
+    if (rc == MDB_NOTFOUND)
+      rc = 0;
+  }
+  if (rc != 0) {
+    ratchet__store_txn_abort(s, w.txn);
+    return rc;
+  }
+  if ((rc = ratchet__store_wtx_commit(s, &w)) == 0)
+    *deleted = count;
+  return rc;
+}
+
 int ratchet_store_verify(ratchet_store *s, uint64_t *bad) {
   MDB_txn *txn;
   MDB_cursor *c;
   MDB_val k, v;
-  unsigned char *keys = NULL;
+  struct bad_entry *found = NULL;
   size_t nbad = 0, cap = 0;
+  uint64_t deleted = 0;
+  if (bad != NULL)
+    *bad = 0;
   if (s == NULL)
     return ratchet__store_fail(-EINVAL, "ratchet_store_verify: NULL store");
   int rc = ratchet__store_txn_begin(s, MDB_RDONLY, &txn);
@@ -219,54 +258,45 @@ int ratchet_store_verify(ratchet_store *s, uint64_t *bad) {
     return ratchet__store_fail_mdb(s, rc, "starting a read");
   rc = mdb_cursor_open(txn, s->entries, &c);
   if (rc != 0) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return ratchet__store_fail_mdb(s, rc, "verifying");
   }
   for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
     struct ratchet__store_rec r;
-    if (k.mv_size == KEY_BYTES && ratchet__store_rec_parse(&v, &r) &&
+    if (k.mv_size != KEY_BYTES)
+      continue; /* no get can name it, nor ask for it: neither counted nor
+                   deleted */
+    if (ratchet__store_rec_parse(&v, &r) &&
         ratchet__store_rec_verify(k.mv_data, &r))
       continue;
-    if (k.mv_size != KEY_BYTES)
-      continue; /* cannot be named by a get; counted, left alone */
     if (nbad == cap) {
       size_t ncap = cap ? cap * 2 : 16;
-      unsigned char *p = ratchet_realloc(keys, ncap * KEY_BYTES);
+      struct bad_entry *p = ratchet_realloc(found, ncap * sizeof *p);
       if (p == NULL) {
         rc = ENOMEM;
         break;
       }
-      keys = p;
+      found = p;
       cap = ncap;
     }
-    memcpy(keys + nbad++ * KEY_BYTES, k.mv_data, KEY_BYTES);
+    struct bad_entry *e = &found[nbad++];
+    memcpy(e->k, k.mv_data, KEY_BYTES);
+    e->hlen = v.mv_size < REC_HEADER ? v.mv_size : REC_HEADER;
+    memcpy(e->header, v.mv_data, e->hlen);
   }
   mdb_cursor_close(c);
-  mdb_txn_abort(txn);
+  ratchet__store_txn_abort(s, txn);
   if (rc != MDB_NOTFOUND) {
-    ratchet_free(keys);
+    ratchet_free(found);
     return ratchet__store_fail_mdb(s, rc, "verifying");
   }
-  rc = 0;
-  if (nbad > 0) {
-    struct ratchet__store_wtx w;
-    rc = ratchet__store_wtx_begin(s, &w);
-    for (size_t i = 0; i < nbad && rc == 0; i++) {
-      rc = ratchet__store_del_entry(s, &w, keys + i * KEY_BYTES);
-      if (rc == MDB_NOTFOUND)
-        rc = 0;
-    }
-    if (rc == 0)
-      rc = ratchet__store_wtx_commit(s, &w);
-    else if (w.txn != NULL) /* NULL: wtx_begin failed and left nothing */
-      mdb_txn_abort(w.txn);
-    atomic_fetch_add(&s->corrupt, nbad);
-  }
-  ratchet_free(keys);
+  rc = nbad > 0 ? delete_bad(s, found, nbad, &deleted) : 0;
+  ratchet_free(found);
   if (rc != 0)
     return ratchet__store_fail_mdb(s, rc, "deleting damaged entries");
+  atomic_fetch_add(&s->corrupt, deleted);
   if (bad != NULL)
-    *bad = nbad;
+    *bad = deleted;
   return 0;
 }

@@ -13,7 +13,11 @@
  * older than touch_interval_ms, so most hits are read-only transactions.
  * The LRU clock never goes backwards (a put's access time is at least the
  * newest one in the index) so that a fresh entry is never the first victim
- * when the wall clock steps back.
+ * when the wall clock steps back - by up to ATIME_SLACK_MS: no access time
+ * is stored further ahead of the writer's clock than that, so that a put
+ * made while the clock was far ahead cannot pin every later access time
+ * (and with them touch, LRU order and max_age) to the future until the
+ * clock catches up. A hit refreshes an access time further ahead.
  *
  * A get copies what it needs out of a read transaction after checking the
  * record's checksum. An entry found expired or damaged is deleted in a
@@ -36,6 +40,20 @@
 
 #define NAME_MAX_BYTES 400u
 #define STEP_BUDGET    256u /* expired/idle entries collected per put */
+#define ATIME_SLACK_MS (UINT64_C(10) * 60 * 1000)
+
+/* The latest access time a write at now_ms may store. */
+static uint64_t atime_cap(uint64_t now_ms) {
+  return now_ms > UINT64_MAX - ATIME_SLACK_MS ? UINT64_MAX
+                                              : now_ms + ATIME_SLACK_MS;
+}
+
+/* The access time a write at now_ms stores, given the newest one in the
+ * index: the clock never goes backwards, but never far ahead of now_ms. */
+static uint64_t next_atime(uint64_t now_ms, uint64_t newest) {
+  uint64_t t = now_ms > newest ? now_ms : newest;
+  return t < atime_cap(now_ms) ? t : atime_cap(now_ms);
+}
 
 /* The newest access time in the LRU index (0 if empty). */
 static int lru_newest(ratchet_store *s, MDB_txn *txn, uint64_t *t) {
@@ -154,7 +172,7 @@ static int put_txn(ratchet_store *s, const ratchet_store_item *items, size_t n,
     return rc;
   if ((rc = lru_newest(s, w.txn, &newest)) != 0)
     goto abort;
-  uint64_t atime = now_ms > newest ? now_ms : newest;
+  uint64_t atime = next_atime(now_ms, newest);
   for (size_t i = 0; i < n; i++)
     if ((rc = put_one(s, &w, &items[i], now_ms, atime)) != 0)
       goto abort;
@@ -164,7 +182,7 @@ static int put_txn(ratchet_store *s, const ratchet_store_item *items, size_t n,
   *gc = w.gc;
   return ratchet__store_wtx_commit(s, &w);
 abort:
-  mdb_txn_abort(w.txn);
+  ratchet__store_txn_abort(s, w.txn);
   return rc;
 }
 
@@ -178,8 +196,16 @@ int ratchet_store_put_batch(ratchet_store *s, const ratchet_store_item *items,
     int rc = check_item(s, &items[i], &acc);
     if (rc != 0)
       return rc;
-    total += acc;
+    total = acc > UINT64_MAX - total ? UINT64_MAX : total + acc;
   }
+  /* The collection inside the transaction would otherwise evict the
+   * batch's own items to get under max_bytes: all or none means none. */
+  if (total > s->max_bytes)
+    return ratchet__store_fail(
+        RATCHET_ECACHE_TOO_BIG,
+        "cache store %s: a batch of %llu bytes does not fit under "
+        "max_bytes (%llu)",
+        s->dir, (unsigned long long)total, (unsigned long long)s->max_bytes);
   if (n == 0)
     return 0;
   int rc = put_txn(s, items, n, now_ms, &gc);
@@ -230,17 +256,18 @@ static void delete_if_same(ratchet_store *s, const unsigned char k[KEY_BYTES],
   if (ratchet__store_wtx_begin(s, &w) != 0)
     return;
   int rc = mdb_get(w.txn, s->entries, &kv, &v);
-  if (rc == 0 && v.mv_size >= hlen && memcmp(v.mv_data, header, hlen) == 0)
+  if (rc == 0 && ratchet__store_rec_same(&v, header, hlen))
     rc = ratchet__store_del_entry(s, &w, k);
   else
     rc = MDB_NOTFOUND;
   if (rc == 0)
     ratchet__store_wtx_commit(s, &w);
   else
-    mdb_txn_abort(w.txn);
+    ratchet__store_txn_abort(s, w.txn);
 }
 
-/* Moves key's access time to now if it is older than touch_interval_ms. */
+/* Moves key's access time to now if it is older than touch_interval_ms, or
+ * further ahead than ATIME_SLACK_MS. */
 static void touch(ratchet_store *s, const unsigned char k[KEY_BYTES],
                   uint64_t now_ms) {
   struct ratchet__store_wtx w;
@@ -253,11 +280,12 @@ static void touch(ratchet_store *s, const unsigned char k[KEY_BYTES],
   if (rc != 0 || v.mv_size != 8)
     goto abort;
   uint64_t old = ratchet__store_get_u64be(v.mv_data);
-  if (now_ms < old || now_ms - old < s->touch_interval_ms)
+  if (old <= atime_cap(now_ms) &&
+      (now_ms < old || now_ms - old < s->touch_interval_ms))
     goto abort; /* someone else touched it */
   if (lru_newest(s, w.txn, &newest) != 0)
     goto abort;
-  uint64_t t = now_ms > newest ? now_ms : newest;
+  uint64_t t = next_atime(now_ms, newest);
   ratchet__store_idx_key(ik, old, k);
   if (ratchet__store_del_quiet(w.txn, s->lru, ik, IDX_BYTES) != 0)
     goto abort;
@@ -271,7 +299,7 @@ static void touch(ratchet_store *s, const unsigned char k[KEY_BYTES],
   ratchet__store_wtx_commit(s, &w);
   return;
 abort:
-  mdb_txn_abort(w.txn);
+  ratchet__store_txn_abort(s, w.txn);
 }
 
 enum { WANT_VALUE, WANT_MANIFEST };
@@ -282,7 +310,7 @@ static int lookup(ratchet_store *s, const ratchet_cache_key *key,
   unsigned char k[KEY_BYTES], header[REC_HEADER];
   size_t hlen = 0;
   MDB_txn *txn;
-  MDB_val kv = ratchet__store_val(k, KEY_BYTES), v;
+  MDB_val kv, v;
   struct ratchet__store_rec r;
   bool expired = false, bad = false, do_touch = false;
   void *copy = NULL;
@@ -290,17 +318,18 @@ static int lookup(ratchet_store *s, const ratchet_cache_key *key,
   if (s == NULL || key == NULL || out == NULL || len == NULL)
     return ratchet__store_fail(-EINVAL, "ratchet_store_get: NULL argument");
   ratchet_cache_key_bytes(key, k);
+  kv = ratchet__store_val(k, KEY_BYTES); /* after k is filled (GCC 12) */
   int rc = ratchet__store_txn_begin(s, MDB_RDONLY, &txn);
   if (rc != 0)
     return ratchet__store_fail_mdb(s, rc, "starting a read");
   rc = mdb_get(txn, s->entries, &kv, &v);
   if (rc == MDB_NOTFOUND) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     atomic_fetch_add(&s->misses, 1);
     return RATCHET_ECACHE_MISS;
   }
   if (rc != 0) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return ratchet__store_fail_mdb(s, rc, "reading an entry");
   }
   hlen = v.mv_size < REC_HEADER ? v.mv_size : REC_HEADER;
@@ -313,7 +342,7 @@ static int lookup(ratchet_store *s, const ratchet_cache_key *key,
     n = want == WANT_VALUE ? (size_t)r.value_len : r.manifest_len;
     copy = ratchet_malloc(n ? n : 1);
     if (copy == NULL) {
-      mdb_txn_abort(txn);
+      ratchet__store_txn_abort(s, txn);
       return ratchet__store_fail(-ENOMEM, "cache store %s: out of memory",
                                  s->dir);
     }
@@ -328,10 +357,11 @@ static int lookup(ratchet_store *s, const ratchet_cache_key *key,
     if (s->touch_interval_ms != 0 && mdb_get(txn, s->atimes, &kv, &v) == 0 &&
         v.mv_size == 8) {
       uint64_t at = ratchet__store_get_u64be(v.mv_data);
-      do_touch = now_ms >= at && now_ms - at >= s->touch_interval_ms;
+      do_touch = at > atime_cap(now_ms) ||
+                 (now_ms >= at && now_ms - at >= s->touch_interval_ms);
     }
   }
-  mdb_txn_abort(txn);
+  ratchet__store_txn_abort(s, txn);
   if (bad || expired) {
     delete_if_same(s, k, header, hlen);
     if (expired) {
@@ -387,7 +417,7 @@ int ratchet_store_last_manifest(ratchet_store *s, const char *name,
   if (rc == 0 && v.mv_size < KEY_BYTES)
     rc = MDB_CORRUPTED;
   if (rc != 0) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return rc == MDB_NOTFOUND
                ? RATCHET_ECACHE_MISS
                : ratchet__store_fail_mdb(s, rc, "reading a task name");
@@ -396,7 +426,7 @@ int ratchet_store_last_manifest(ratchet_store *s, const char *name,
   size_t n = v.mv_size - KEY_BYTES;
   void *copy = ratchet_malloc(n ? n : 1);
   if (copy == NULL) {
-    mdb_txn_abort(txn);
+    ratchet__store_txn_abort(s, txn);
     return ratchet__store_fail(-ENOMEM, "cache store %s: out of memory",
                                s->dir);
   }
@@ -404,7 +434,7 @@ int ratchet_store_last_manifest(ratchet_store *s, const char *name,
   key->lo = ratchet__store_get_u64be(p + 8);
   if (n)
     memcpy(copy, p + KEY_BYTES, n);
-  mdb_txn_abort(txn);
+  ratchet__store_txn_abort(s, txn);
   *manifest = copy;
   *len = n;
   return 0;
@@ -424,7 +454,7 @@ int ratchet_store_invalidate(ratchet_store *s, const ratchet_cache_key *key) {
     return ratchet__store_fail_mdb(s, rc, "starting a write");
   rc = ratchet__store_del_entry(s, &w, k);
   if (rc != 0) {
-    mdb_txn_abort(w.txn);
+    ratchet__store_txn_abort(s, w.txn);
     return rc == MDB_NOTFOUND
                ? RATCHET_ECACHE_MISS
                : ratchet__store_fail_mdb(s, rc, "deleting an entry");
@@ -444,7 +474,7 @@ int ratchet_store_clear(ratchet_store *s) {
   for (size_t i = 0; i < sizeof dbis / sizeof dbis[0] && rc == 0; i++)
     rc = mdb_drop(w.txn, dbis[i], 0);
   if (rc != 0) {
-    mdb_txn_abort(w.txn);
+    ratchet__store_txn_abort(s, w.txn);
     return ratchet__store_fail_mdb(s, rc, "clearing");
   }
   w.entries = 0;

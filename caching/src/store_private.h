@@ -14,6 +14,7 @@
 #ifndef RATCHET_CACHING_STORE_PRIVATE_H
 #define RATCHET_CACHING_STORE_PRIVATE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +43,11 @@ struct ratchet_store {
   ino_t ino;
   struct ratchet_store *reg_next;
   uint64_t max_bytes, max_age_ms, default_ttl_ms, touch_interval_ms;
+  /* Held shared by every transaction for its whole life, exclusively to
+   * adopt a map another process grew (store_txn.c); remaps counts those,
+   * written only under the exclusive hold. */
+  pthread_rwlock_t remap;
+  uint64_t remaps;
   _Atomic uint64_t hits, misses, puts, expirations, evictions, corrupt;
 };
 
@@ -135,6 +141,15 @@ struct ratchet__store_rec {
   size_t size;
 };
 
+/* Whether the record v still starts with the first hlen (<= REC_HEADER)
+ * bytes a reader saw: the header holds the times and the checksum, so a
+ * record written since differs. For deleting only what was judged. */
+static inline bool ratchet__store_rec_same(const MDB_val *v,
+                                           const unsigned char *header,
+                                           size_t hlen) {
+  return v->mv_size >= hlen && memcmp(v->mv_data, header, hlen) == 0;
+}
+
 /* Parses a record's header and checks its sizes (not its checksum). */
 bool ratchet__store_rec_parse(const MDB_val *v, struct ratchet__store_rec *r);
 
@@ -152,8 +167,17 @@ void ratchet__store_rec_write(unsigned char *p,
 
 /* ---- transactions and entry rows (store_txn.c) ---- */
 
-/* Begins a transaction, adopting a map another process grew. LMDB code. */
+/* Begins a transaction, adopting a map another process grew. LMDB code.
+ * The transaction holds s->remap shared: end it only with
+ * ratchet__store_txn_abort or ratchet__store_txn_commit. */
 int ratchet__store_txn_begin(ratchet_store *s, unsigned flags, MDB_txn **txn);
+
+/* Aborts a transaction of ratchet__store_txn_begin and drops its hold. */
+void ratchet__store_txn_abort(ratchet_store *s, MDB_txn *txn);
+
+/* Commits a transaction of ratchet__store_txn_begin (aborted on failure)
+ * and drops its hold. LMDB code. */
+int ratchet__store_txn_commit(ratchet_store *s, MDB_txn *txn);
 
 /* A write transaction and the statistics it carries. */
 struct ratchet__store_wtx {

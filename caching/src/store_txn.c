@@ -18,8 +18,16 @@
  * already missing is not an error; one that a damaged record no longer
  * leads to stays behind as a stale row, which collection (store_gc.c)
  * recognises and removes.
+ *
+ * Every transaction holds the store's remap lock shared from begin to
+ * commit or abort. When another process has grown the map beyond this
+ * one's (MDB_MAP_RESIZED), LMDB must remap, which it allows only while the
+ * process has no transaction open: readers copy values straight out of
+ * the map. The thread that sees it takes the lock exclusively, so the
+ * remap waits for the transactions in flight and no other can start.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -27,13 +35,43 @@
 
 #include "store_private.h"
 
+/* How many times one begin adopts a grown map before giving up with
+ * MDB_MAP_RESIZED (-EAGAIN): another process would have to grow it again
+ * each time. */
+#define REMAP_TRIES 8
+
 int ratchet__store_txn_begin(ratchet_store *s, unsigned flags, MDB_txn **txn) {
-  int rc = mdb_txn_begin(s->env, NULL, flags, txn);
-  if (rc == MDB_MAP_RESIZED) {
-    /* Another process grew the map: adopt its size and try again. */
-    mdb_env_set_mapsize(s->env, 0);
-    rc = mdb_txn_begin(s->env, NULL, flags, txn);
+  for (int i = 0;; i++) {
+    pthread_rwlock_rdlock(&s->remap);
+    uint64_t seen = s->remaps;
+    int rc = mdb_txn_begin(s->env, NULL, flags, txn);
+    if (rc == 0)
+      return 0; /* the hold lasts until the transaction ends */
+    pthread_rwlock_unlock(&s->remap);
+    if (rc != MDB_MAP_RESIZED || i == REMAP_TRIES)
+      return rc;
+    /* Another process grew the map. LMDB may move the map only while no
+     * transaction of this process uses it: wait for them all to end, and
+     * remap unless another thread already did while we waited. The lock
+     * is taken before LMDB's writer mutex and released after it, as on
+     * every other path, so the two cannot deadlock. */
+    pthread_rwlock_wrlock(&s->remap);
+    if (s->remaps == seen) {
+      mdb_env_set_mapsize(s->env, 0);
+      s->remaps++;
+    }
+    pthread_rwlock_unlock(&s->remap);
   }
+}
+
+void ratchet__store_txn_abort(ratchet_store *s, MDB_txn *txn) {
+  mdb_txn_abort(txn);
+  pthread_rwlock_unlock(&s->remap);
+}
+
+int ratchet__store_txn_commit(ratchet_store *s, MDB_txn *txn) {
+  int rc = mdb_txn_commit(txn);
+  pthread_rwlock_unlock(&s->remap);
   return rc;
 }
 
@@ -47,7 +85,7 @@ int ratchet__store_wtx_begin(ratchet_store *s, struct ratchet__store_wtx *w) {
   if (rc == 0 && v.mv_size != 16)
     rc = MDB_CORRUPTED;
   if (rc != 0) {
-    mdb_txn_abort(w->txn);
+    ratchet__store_txn_abort(s, w->txn);
     w->txn = NULL; /* so no caller can abort it a second time */
     return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
   }
@@ -63,10 +101,10 @@ int ratchet__store_wtx_commit(ratchet_store *s, struct ratchet__store_wtx *w) {
   ratchet__store_put_u64le(buf + 8, w->bytes);
   int rc = mdb_put(w->txn, s->meta, &k, &v, 0);
   if (rc != 0) {
-    mdb_txn_abort(w->txn);
+    ratchet__store_txn_abort(s, w->txn);
     return rc;
   }
-  return mdb_txn_commit(w->txn);
+  return ratchet__store_txn_commit(s, w->txn);
 }
 
 /* Deletes a key from a database, treating "not there" as done. */

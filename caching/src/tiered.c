@@ -12,6 +12,19 @@
  * put is write-through, store first: a value is in memory only if the
  * store accepted it, so memory never serves what the store refused, and a
  * crash after put returned loses nothing.
+ *
+ * A get reads the store and promotes afterwards, outside any store
+ * transaction, so a put or an invalidate of the same key can land in
+ * between; promoting then would bring the old value back into memory.
+ * Writers therefore bump a generation counter of the key's stripe (one of
+ * GEN_STRIPES, by key hash) after they change the store and before they
+ * change memory. A get snapshots the generation before reading the store,
+ * promotes only if it is unchanged, and looks again after promoting: if a
+ * writer bumped it meanwhile, the writer's own memory change may already
+ * have happened, so the get removes what it promoted. Either the get sees
+ * the bump, or its promotion precedes the writer's memory change, which
+ * then replaces or removes it. A collision between keys of one stripe
+ * costs only a skipped promotion.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -22,11 +35,19 @@
 #include "ratchet/error.h"
 #include "ratchet/tiered.h"
 
+#define GEN_STRIPES 64
+
 struct ratchet_tiered {
   ratchet_cache *mem;
   ratchet_store *store;
   _Atomic uint64_t memory_hits, store_hits, misses, promotions, puts;
+  _Atomic uint64_t gen[GEN_STRIPES];
 };
+
+/* The generation counter of key k's stripe. */
+static _Atomic uint64_t *gen_of(ratchet_tiered *t, const ratchet_cache_key *k) {
+  return &t->gen[(k->lo ^ k->hi) % GEN_STRIPES];
+}
 
 static void free_copy(void *ctx, void *value, size_t size) {
   (void)ctx;
@@ -109,14 +130,22 @@ int ratchet_tiered_get(ratchet_tiered *t, const ratchet_cache_key *key,
   void *buf;
   size_t len;
   ratchet_store_meta meta;
+  _Atomic uint64_t *gen = gen_of(t, key);
+  uint64_t g = atomic_load(gen);
   int rc = ratchet_store_get(t->store, key, now_ms, &buf, &len, &meta);
   if (rc != 0) {
     if (rc == RATCHET_ECACHE_MISS || rc == RATCHET_ECACHE_CORRUPT)
       atomic_fetch_add(&t->misses, 1);
     return rc;
   }
-  if (mem_put(t, k, buf, len, meta.expires_ms, now_ms) == 0)
-    atomic_fetch_add(&t->promotions, 1);
+  /* Promote only what no writer has changed since the read (see above). */
+  if (atomic_load(gen) == g &&
+      mem_put(t, k, buf, len, meta.expires_ms, now_ms) == 0) {
+    if (atomic_load(gen) == g)
+      atomic_fetch_add(&t->promotions, 1);
+    else
+      ratchet_cache_invalidate(t->mem, k, 16);
+  }
   atomic_fetch_add(&t->store_hits, 1);
   v->data = buf;
   v->size = len;
@@ -142,6 +171,7 @@ int ratchet_tiered_put(ratchet_tiered *t, const ratchet_cache_key *key,
     return -EINVAL;
   ratchet_cache_key_bytes(key, k);
   int rc = ratchet_store_put(t->store, key, value, len, po, now_ms);
+  atomic_fetch_add(gen_of(t, key), 1); /* after the store, before memory */
   if (rc != 0) {
     ratchet_cache_invalidate(t->mem, k, 16);
     return rc;
@@ -159,8 +189,9 @@ int ratchet_tiered_invalidate(ratchet_tiered *t, const ratchet_cache_key *key) {
   if (t == NULL || key == NULL)
     return -EINVAL;
   ratchet_cache_key_bytes(key, k);
-  int m = ratchet_cache_invalidate(t->mem, k, 16);
   int s = ratchet_store_invalidate(t->store, key);
+  atomic_fetch_add(gen_of(t, key), 1); /* after the store, before memory */
+  int m = ratchet_cache_invalidate(t->mem, k, 16);
   if (s != 0 && s != RATCHET_ECACHE_MISS)
     return s;
   return m == 0 || s == 0 ? 0 : RATCHET_ECACHE_MISS;
@@ -169,8 +200,11 @@ int ratchet_tiered_invalidate(ratchet_tiered *t, const ratchet_cache_key *key) {
 int ratchet_tiered_clear(ratchet_tiered *t) {
   if (t == NULL)
     return -EINVAL;
+  int rc = ratchet_store_clear(t->store);
+  for (size_t i = 0; i < GEN_STRIPES; i++) /* after the store, before memory */
+    atomic_fetch_add(&t->gen[i], 1);
   ratchet_cache_clear(t->mem);
-  return ratchet_store_clear(t->store);
+  return rc;
 }
 
 void ratchet_tiered_stats_get(ratchet_tiered *t, ratchet_tiered_stats *s) {

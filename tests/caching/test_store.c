@@ -8,13 +8,17 @@
  * serves must be exactly one the child wrote.
  */
 #define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1239,8 +1243,287 @@ static void test_crash_kill9(void **state) {
   fix_done(&f);
 }
 
+/* ---- regressions: remap, descriptors, batches, verify, clock steps ---- */
+
+/* Another process grows the map while this one's threads read: every
+ * reader must keep getting the right value (the remap waits for the
+ * transactions in flight instead of pulling the map from under them). */
+#define GROW_VALUE (40 * 1024)
+#define GROW_ITEMS 150
+
+static void grow_fill(unsigned char *buf, size_t n, uint64_t id) {
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (unsigned char)(i * 31 + id * 7 + 1);
+}
+
+struct grow_reader {
+  ratchet_store *s;
+  atomic_int *stop;
+  const unsigned char *want;
+  long reads, errors;
+};
+
+static void *grow_read(void *arg) {
+  struct grow_reader *r = arg;
+  while (!atomic_load(r->stop)) {
+    void *v;
+    size_t n;
+    int rc = get(r->s, 1, 1000, &v, &n);
+    if (rc != 0 || n != GROW_VALUE || memcmp(v, r->want, n) != 0)
+      r->errors++;
+    if (rc == 0)
+      ratchet_free(v);
+    r->reads++;
+  }
+  return NULL;
+}
+
+/* The child: opens argv[0] with a 64 MiB map and writes GROW_ITEMS values
+ * of 50 KB, growing the file far beyond the parent's 256 KiB map. */
+static int grow_child(int argc, char **argv) {
+  if (argc < 1)
+    return 2;
+  ratchet_store_options o = quick();
+  o.dir = argv[0];
+  o.map_size = UINT64_C(64) << 20;
+  o.max_bytes = UINT64_C(32) << 20;
+  ratchet_store *s = NULL;
+  if (ratchet_store_open(&o, &s) != 0) {
+    fprintf(stderr, "grow child: %s\n", ratchet_store_last_error());
+    return 3;
+  }
+  size_t n = 50 * 1000;
+  unsigned char *buf = malloc(n);
+  int rc = buf == NULL ? -ENOMEM : 0;
+  for (uint64_t i = 0; i < GROW_ITEMS && rc == 0; i++) {
+    grow_fill(buf, n, 100 + i);
+    ratchet_cache_key k = K(100 + i);
+    rc = ratchet_store_put(s, &k, buf, n, NULL, 1000);
+  }
+  if (rc != 0)
+    fprintf(stderr, "grow child: %s\n", ratchet_store_last_error());
+  free(buf);
+  ratchet_store_close(s);
+  return rc == 0 ? 0 : 4;
+}
+
+static void test_remap_while_reading(void **state) {
+  (void)state;
+  struct fix f;
+  fix_init(&f);
+  const char *self = tu_self_path();
+  assert_non_null(self);
+  ratchet_store_options o = quick();
+  o.map_size = UINT64_C(256) << 10;
+  ratchet_store *s = open_store(f.dir, &o);
+  unsigned char *want = malloc(GROW_VALUE);
+  grow_fill(want, GROW_VALUE, 1);
+  put(s, 1, want, GROW_VALUE, 1000);
+  atomic_int stop = 0;
+  struct grow_reader r[4];
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    r[i] = (struct grow_reader){s, &stop, want, 0, 0};
+    assert_int_equal(pthread_create(&th[i], NULL, grow_read, &r[i]), 0);
+  }
+  char opt[] = "--child", name[] = "store-grow";
+  char *argv[] = {(char *)self, opt, name, f.dir, NULL};
+  pid_t pid;
+  assert_int_equal(posix_spawn(&pid, self, NULL, NULL, argv, environ), 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  atomic_store(&stop, 1);
+  long errors = 0;
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    errors += r[i].errors;
+  }
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  assert_int_equal(errors, 0);
+  /* The parent now reads through the grown map, the child's values too. */
+  void *v;
+  size_t n;
+  assert_int_equal(get(s, 1, 1000, &v, &n), 0);
+  assert_int_equal(n, GROW_VALUE);
+  assert_memory_equal(v, want, n);
+  ratchet_free(v);
+  unsigned char *last = malloc(50 * 1000);
+  grow_fill(last, 50 * 1000, 100 + GROW_ITEMS - 1);
+  assert_int_equal(get(s, 100 + GROW_ITEMS - 1, 1000, &v, &n), 0);
+  assert_int_equal(n, 50 * 1000);
+  assert_memory_equal(v, last, n);
+  ratchet_free(v);
+  free(last);
+  free(want);
+  ratchet_store_close(s);
+  fix_done(&f);
+}
+
+/* Every descriptor into the store directory is close-on-exec, so that
+ * spawned workers do not inherit a writable handle to the cache. */
+static void test_fds_cloexec(void **state) {
+  (void)state;
+  static const int modes[] = {RATCHET_STORE_SYNC, RATCHET_STORE_NOMETASYNC,
+                              RATCHET_STORE_NOSYNC};
+  for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+    struct fix f;
+    fix_init(&f);
+    ratchet_store_options o = quick();
+    o.durability = modes[m];
+    ratchet_store *s = open_store(f.dir, &o);
+    put(s, 1, "x", 1, 1000);
+    char real[PATH_MAX], prefix[PATH_MAX + 1];
+    assert_non_null(realpath(f.dir, real));
+    snprintf(prefix, sizeof prefix, "%s/", real);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int seen = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+      char link[300], target[PATH_MAX];
+      if (e->d_name[0] == '.')
+        continue;
+      snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+      ssize_t n = readlink(link, target, sizeof target - 1);
+      if (n < 0)
+        continue;
+      target[n] = '\0';
+      if (strncmp(target, prefix, strlen(prefix)) != 0)
+        continue;
+      int flags = fcntl(atoi(e->d_name), F_GETFD);
+      if (flags < 0 || !(flags & FD_CLOEXEC))
+        fail_msg("durability %d: fd %s -> %s is inherited by children",
+                 modes[m], e->d_name, target);
+      seen++;
+    }
+    closedir(d);
+    assert_true(seen >= 2); /* data.mdb and lock.mdb at least */
+    ratchet_store_close(s);
+    fix_done(&f);
+  }
+}
+
+/* A batch whose items fit one by one but not together is refused whole,
+ * instead of collecting its own items in the same transaction. */
+static void test_batch_over_max_bytes(void **state) {
+  (void)state;
+  struct fix f;
+  fix_init(&f);
+  ratchet_store_options o = quick();
+  o.max_bytes = 64 * 1024;
+  ratchet_store *s = open_store(f.dir, &o);
+  put(s, 9, "old", 3, 1000);
+  char *big = calloc(1, 30000);
+  ratchet_store_item items[3];
+  for (int i = 0; i < 3; i++) {
+    ratchet_store_item it = {K((uint64_t)i), big, 30000,
+                             RATCHET_STORE_PUT_OPTIONS_INIT};
+    items[i] = it;
+  }
+  assert_int_equal(ratchet_store_put_batch(s, items, 3, 2000),
+                   RATCHET_ECACHE_TOO_BIG);
+  assert_contains(ratchet_store_last_error(), "max_bytes");
+  for (uint64_t i = 0; i < 3; i++)
+    assert_false(has(s, i, 2000));
+  assert_true(has(s, 9, 2000)); /* nothing changed */
+  assert_int_equal(stats(s).entries, 1);
+  assert_int_equal(stats(s).puts, 1);
+  /* Two of them fit together. */
+  assert_int_equal(ratchet_store_put_batch(s, items, 2, 2000), 0);
+  assert_true(has(s, 0, 2000));
+  assert_true(has(s, 1, 2000));
+  free(big);
+  ratchet_store_close(s);
+  fix_done(&f);
+}
+
+/* verify judges records in a read transaction and deletes them in a later
+ * write one: a fresh put of a damaged key in between must survive. The put
+ * is made from the allocator, which verify calls (realloc) while it reads,
+ * inside its read transaction. */
+static ratchet_store *verify_hook_store;
+static int verify_hook_fired;
+
+static void *verify_hook_realloc(void *p, size_t n) {
+  if (!verify_hook_fired && verify_hook_store != NULL) {
+    verify_hook_fired = 1;
+    put(verify_hook_store, 2, "fresh", 5, 5000);
+  }
+  return realloc(p, n);
+}
+
+static void test_verify_spares_fresh_put(void **state) {
+  (void)state;
+  struct fix f;
+  fix_init(&f);
+  char path[700];
+  snprintf(path, sizeof path, "%s/data.mdb", f.dir);
+  ratchet_store *s = open_store(f.dir, NULL);
+  put(s, 2, "small-MARKER-abcdefghij", 23, 1000);
+  put(s, 3, "untouched", 9, 1000);
+  ratchet_store_close(s);
+  size_t n;
+  unsigned char *file = read_file(path, &n);
+  /* Every copy: a page the last commit replaced may hold an older one. */
+  int copies = 0;
+  for (size_t at;
+       (at = find(file, n, "small-MARKER-abcdefghij", 23)) != SIZE_MAX;
+       copies++)
+    file[at + 7] ^= 0x01;
+  assert_true(copies > 0);
+  write_file(path, file, n);
+  free(file);
+
+  s = open_store(f.dir, NULL);
+  verify_hook_store = s;
+  verify_hook_fired = 0;
+  ratchet_replace_allocator(malloc, verify_hook_realloc, calloc, free);
+  uint64_t bad = 99;
+  int rc = ratchet_store_verify(s, &bad);
+  ratchet_reset_allocator();
+  verify_hook_store = NULL;
+  assert_int_equal(rc, 0);
+  assert_true(verify_hook_fired);
+  assert_int_equal(bad, 0); /* the damaged record was replaced, not deleted */
+  assert_int_equal(stats(s).corrupt, 0);
+  void *v;
+  size_t vn;
+  assert_int_equal(get(s, 2, 5000, &v, &vn), 0);
+  assert_int_equal(vn, 5);
+  assert_memory_equal(v, "fresh", 5);
+  ratchet_free(v);
+  assert_true(has(s, 3, 5000));
+  ratchet_store_close(s);
+  fix_done(&f);
+}
+
+/* A put while the wall clock was far ahead must not freeze aging once the
+ * clock is set right: access times are stored at most a little ahead of
+ * the put's own clock. */
+static void test_clock_forward_step(void **state) {
+  (void)state;
+  struct fix f;
+  fix_init(&f);
+  ratchet_store_options o = quick();
+  o.max_age_ms = 60 * 1000;
+  ratchet_store *s = open_store(f.dir, &o);
+  const uint64_t t = UINT64_C(1700000000000), year = UINT64_C(31536000000);
+  put(s, 1, "ahead", 5, t + 10 * year); /* the clock jumped ten years */
+  put(s, 2, "now", 3, t);               /* and was set right again */
+  ratchet_store_gc_result r;
+  assert_int_equal(ratchet_store_gc(s, t + 3600 * 1000, &r), 0);
+  assert_int_equal(r.idle, 1); /* key 2, idle for an hour */
+  assert_false(has(s, 2, t + 3600 * 1000));
+  ratchet_store_close(s);
+  fix_done(&f);
+}
+
 int tu_store_crash_child(int argc, char **argv) {
   return crash_child(argc, argv);
+}
+
+int tu_store_grow_child(int argc, char **argv) {
+  return grow_child(argc, argv);
 }
 
 int test_store(void) {
@@ -1264,6 +1547,11 @@ int test_store(void) {
       cmocka_unit_test(test_durability_modes),
       cmocka_unit_test(test_alloc_failure),
       cmocka_unit_test(test_crash_kill9),
+      cmocka_unit_test(test_fds_cloexec),
+      cmocka_unit_test(test_batch_over_max_bytes),
+      cmocka_unit_test(test_verify_spares_fresh_put),
+      cmocka_unit_test(test_clock_forward_step),
+      cmocka_unit_test(test_remap_while_reading),
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

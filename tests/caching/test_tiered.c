@@ -341,6 +341,68 @@ static void test_alloc_failure(void **state) {
   fix_done(&f);
 }
 
+/* ---- a write between the store read and the promotion ---- */
+
+/* ratchet_tiered_get reads the store, then copies the value into memory.
+ * The hook below runs a write exactly in between: it fires on the second
+ * allocation of RACE_LEN bytes (the store's copy is the first, the
+ * promotion's copy the second) and invalidates the key, or puts a new
+ * value. Memory must not be left holding the old value either way. */
+#define RACE_LEN 7777
+
+static struct {
+  ratchet_tiered *t;
+  int seen, fired, put_new;
+} race;
+
+static void *race_malloc(size_t n) {
+  if (n == RACE_LEN && race.t != NULL && ++race.seen == 2) {
+    ratchet_cache_key k = K(1);
+    race.fired = 1;
+    if (race.put_new)
+      put(race.t, 1, "v2", 0, 1000);
+    else
+      assert_int_equal(ratchet_tiered_invalidate(race.t, &k), 0);
+  }
+  return malloc(n);
+}
+
+static void race_get(struct fix *f, int put_new) {
+  char *v1 = malloc(RACE_LEN);
+  memset(v1, 'a', RACE_LEN);
+  ratchet_cache_key k = K(1);
+  assert_int_equal(ratchet_tiered_put(f->t, &k, v1, RACE_LEN, NULL, 1000), 0);
+  ratchet_cache_clear(ratchet_tiered_memory(f->t)); /* only in the store */
+  race.t = f->t;
+  race.seen = 0;
+  race.fired = 0;
+  race.put_new = put_new;
+  ratchet_replace_allocator(race_malloc, realloc, calloc, free);
+  ratchet_tiered_value v;
+  int rc = ratchet_tiered_get(f->t, &k, 1000, &v);
+  ratchet_reset_allocator();
+  race.t = NULL;
+  assert_int_equal(rc, 0);
+  assert_true(race.fired);
+  /* The value read before the write is a correct answer for this get. */
+  assert_int_equal(v.tier, RATCHET_TIERED_STORE);
+  assert_int_equal(v.size, RACE_LEN);
+  assert_memory_equal(v.data, v1, RACE_LEN);
+  ratchet_tiered_release(f->t, &v);
+  free(v1);
+}
+
+static void test_promotion_race(void **state) {
+  (void)state;
+  struct fix f;
+  fix_init(&f, 1 << 20);
+  race_get(&f, 0);
+  assert_int_equal(tier_of(f.t, 1, 1000, NULL), 0); /* invalidated: a miss */
+  race_get(&f, 1);
+  assert_true(tier_of(f.t, 1, 1000, "v2") != 0); /* the new value */
+  fix_done(&f);
+}
+
 int test_tiered(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_write_and_read_through),
@@ -349,6 +411,7 @@ int test_tiered(void) {
       cmocka_unit_test(test_invalidate_and_clear),
       cmocka_unit_test(test_threads),
       cmocka_unit_test(test_alloc_failure),
+      cmocka_unit_test(test_promotion_race),
   };
   return cmocka_run_group_tests_name("tiered", tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@ static const struct {
   int (*main)(int argc, char **argv);
 } children[] = {
     {"store-crash", tu_store_crash_child},
+    {"store-grow", tu_store_grow_child},
     {NULL, NULL},
 };
 

@@ -26,6 +26,9 @@ const char *tu_self_path(void);
  * in argv[0] in a loop, seeded by argv[1], with durability argv[2], until
  * it is SIGKILLed. */
 int tu_store_crash_child(int argc, char **argv);
+/* test_store.c: opens the store in argv[0] with a larger map and grows it
+ * with 150 values of 50 KB while the parent reads; exits 0 on success. */
+int tu_store_grow_child(int argc, char **argv);
 
 /* A counting allocator that can be told to fail, installed with
  * ratchet_replace_allocator: allocations after `fail_after` more successful

@@ -124,7 +124,8 @@ RATCHET_API void ratchet_cache_release(ratchet_cache *c,
  * cache owns value. The policy may decline to admit it: then the result is
  * RATCHET_ECACHE_TOO_BIG (larger than the capacity, or S3-FIFO's rule for
  * objects larger than its small queue) and the caller still owns value.
- * -EINVAL for bad tags, -ENOMEM (caller still owns value).
+ * -EINVAL for bad tags, -ENOMEM (caller still owns value). A refused put
+ * changes nothing: an existing entry under key stays as it was.
  */
 RATCHET_API int ratchet_cache_put(ratchet_cache *c, const void *key,
                                   size_t key_len, void *value, size_t size,

@@ -216,7 +216,8 @@ typedef struct ratchet_store_item {
 } ratchet_store_item;
 
 /* Stores n items in one transaction (one fsync): all or none. Same results
- * as ratchet_store_put. */
+ * as ratchet_store_put; RATCHET_ECACHE_TOO_BIG also when the items' summed
+ * logical size exceeds max_bytes (then nothing is written). */
 RATCHET_API int ratchet_store_put_batch(ratchet_store *s,
                                         const ratchet_store_item *items,
                                         size_t n, uint64_t now_ms);
@@ -275,9 +276,12 @@ RATCHET_API int ratchet_store_gc(ratchet_store *s, uint64_t now_ms,
                                  ratchet_store_gc_result *r);
 
 /*
- * Reads every entry and checks its checksum, deleting those that fail.
- * *bad (if not NULL) gets their number. Returns 0 or an error. For
- * `ratchet cache verify` and for tests; O(size of the store).
+ * Reads every entry and checks its checksum, then deletes those that fail
+ * in one write transaction - each only if it still holds the record that
+ * failed, so that a value put again meanwhile survives. *bad (if not NULL)
+ * gets the number deleted. Returns 0 or an error; on an error *bad is 0
+ * and nothing was deleted. For `ratchet cache verify` and for tests;
+ * O(size of the store).
  */
 RATCHET_API int ratchet_store_verify(ratchet_store *s, uint64_t *bad);
 
