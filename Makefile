@@ -56,6 +56,7 @@ bench: build
 	$(BUILD)/tests/bench/bench-cache
 	$(BUILD)/tests/bench/bench-ipc
 	$(BUILD)/tests/bench/bench-store
+	$(BUILD)/tests/bench/bench-runtime
 
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DRATCHET_FUZZ=ON \

@@ -5,8 +5,20 @@
  * A pool has `size` slots; a slot runs one process at a time (a `proc`) and
  * keeps the counters and the restart state that outlive it. A proc owns three
  * pipes (stdin/stdout through a ratchet_uv_transport, stderr through a
- * uv_pipe_t read line by line) and a timer (start timeout, then the
- * escalation Cancel -> SIGTERM -> SIGKILL, then a linger for stderr).
+ * uv_pipe_t read line by line) and one timer that always waits for the one
+ * thing that matters next: Ready (start timeout); then, while it is ready,
+ * the earliest task deadline (busy) or the next Ping and its Pong (idle),
+ * recomputed by proc_schedule after every dispatch, Result and Pong; then
+ * the escalation Cancel -> SIGTERM -> SIGKILL; then a linger for stderr.
+ * A missed deadline marks the proc hung and enters the escalation at
+ * SIGTERM (a task's Cancel went out at its deadline).
+ *
+ * Recycling retires a proc (no new tasks) when it reaches its task count -
+ * drawn per proc from the pool's seeded rng - or its RSS limit; once it
+ * holds no task it is stopped like a resize stops one (Shutdown, an end
+ * the pool asked for, so no restart decision) and its slot starts a new
+ * proc at once. Dispatch also skips a proc whose stdin queue is congested
+ * (the transport's high watermark) until it drains.
  *
  * A proc dies in two halves that may come in either order: the exit status
  * (SIGCHLD; each of our pids is probed with waitid(WNOWAIT), its process
@@ -33,6 +45,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -63,6 +76,9 @@ typedef enum proc_state {
 typedef enum timer_use {
   T_NONE,
   T_START,    /* Ready must arrive */
+  T_TASK,     /* the earliest task deadline (or its Cancel's grace) */
+  T_PING,     /* idle: time to send the next Ping */
+  T_PONG,     /* a Ping is out: its Pong must arrive */
   T_ESCALATE, /* next kill_stage step */
   T_LINGER    /* finalised; waiting for the end of stderr */
 } timer_use;
@@ -70,6 +86,8 @@ typedef enum timer_use {
 typedef struct inflight {
   uint64_t id;
   uint32_t crashes;
+  uint64_t deadline_ms; /* loop time (uv_now); 0 for none */
+  bool overdue;         /* past its deadline, Cancel sent */
 } inflight;
 
 struct proc {
@@ -86,6 +104,16 @@ struct proc {
   unsigned handles; /* close callbacks still to come */
   bool t_open, err_open, timer_open;
   bool reaped, eof, finalized, stop_requested, ready_seen, protocol_error;
+  bool hung;           /* a deadline, Ready or Pong did not come in time */
+  bool retiring;       /* reached its recycle point: takes no new task */
+  bool send_broken;    /* a write to its stdin failed: it is dying */
+  uint64_t recycle_at; /* tasks_done that makes it retire; 0 never */
+  uint32_t n_overdue;  /* in-flight tasks past their deadline */
+  uint64_t ping_seq;   /* the last Ping's seq */
+  bool ping_out;       /* a Ping awaits its Pong */
+  uint64_t ping_sent_ms, idle_since_ms; /* loop time */
+  uint64_t rss_kb, pong_rss_kb, pongs;
+  char retire_why[160];
   int kill_stage; /* 0 none, 1 Cancel sent, 2 SIGTERM sent, 3 SIGKILL sent */
   int exit_status, term_signal;
   bool core_dumped;
@@ -110,6 +138,7 @@ struct slot {
   uint32_t flaps; /* consecutive ends without progress */
   uint64_t prev_delay_ns;
   uint64_t tasks_done, tasks_lost, exits, restarts, stderr_lines;
+  uint64_t recycles, hangs;
 };
 
 typedef enum pool_state { S_NEW, S_RUNNING, S_FAILED } pool_state;
@@ -132,6 +161,7 @@ struct ratchet_pool {
   unsigned timers_open; /* slot restart timers not yet closed */
   ratchet__intensity intensity;
   ratchet_rng rng;
+  uint32_t ping_timeout_ms; /* effective: o.ping_timeout_ms or the interval */
   ratchet_pool_stats st;
   char readbuf[65536];
 };
@@ -226,6 +256,7 @@ static void proc_close_transport(proc *p);
 static void proc_uv_closed(uv_handle_t *h);
 static void proc_try_finalize(proc *p);
 static void proc_stop(proc *p, uint64_t grace_ms);
+static void proc_escalate(proc *p);
 static void slot_start(slot *s);
 static void pool_fail(ratchet_pool *pool, const char *msg);
 static void pool_maybe_finish(ratchet_pool *pool);
@@ -286,25 +317,146 @@ static void proc_escalate(proc *p) {
   proc_arm(p, T_ESCALATE, pool->o.kill_grace_ms);
 }
 
+static void send_cancel(proc *p, uint64_t id) {
+  Ratchet__V1__Cancel c;
+  ratchet__v1__cancel__init(&c);
+  c.id = id;
+  Ratchet__V1__Frame f = RATCHET__V1__FRAME__INIT;
+  f.msg_case = RATCHET__V1__FRAME__MSG_CANCEL;
+  f.cancel = &c;
+  (void)ratchet_uv_transport_send(p->t, &f);
+}
+
+/* The worker missed a deadline (Ready, a task's, a Pong's): it takes no more
+ * work, and the escalation starts at SIGTERM (a Cancel, if any, has been
+ * sent already). Its overdue tasks will be lost HUNG. */
+static void proc_hang(proc *p, const char *msg) {
+  set_cause(p, "%s", msg);
+  p->hung = true;
+  p->state = P_DEAD;
+  p->slot->hangs++;
+  p->pool->st.hung++;
+  p->kill_stage = 1;
+  proc_escalate(p);
+  ratchet_pool_event ev;
+  event_init(&ev, RATCHET_POOL_EVENT_HUNG, p);
+  ev.message = msg;
+  emit(p->pool, &ev);
+}
+
+/* Arms the timer for whatever a ready worker waits for next: the earliest
+ * task deadline while tasks are in flight, else the Pong of the Ping that
+ * is out, else the next Ping. Leaves the start, escalation and linger
+ * timers alone. */
+static void proc_schedule(proc *p) {
+  ratchet_pool *pool = p->pool;
+  if (p->state != P_READY || p->finalized)
+    return;
+  if (p->timer_use != T_NONE && p->timer_use != T_TASK &&
+      p->timer_use != T_PING && p->timer_use != T_PONG)
+    return;
+  uint64_t due = UINT64_MAX;
+  timer_use use = T_NONE;
+  if (p->n_inflight > 0) {
+    for (uint32_t i = 0; i < p->n_inflight; i++) {
+      const inflight *t = &p->inflight[i];
+      if (t->deadline_ms == 0)
+        continue;
+      uint64_t d = t->deadline_ms + (t->overdue ? pool->o.kill_grace_ms : 0);
+      if (d < due)
+        due = d;
+    }
+    if (due != UINT64_MAX)
+      use = T_TASK;
+  } else if (p->ping_out) {
+    use = T_PONG;
+    due = p->ping_sent_ms + pool->ping_timeout_ms;
+  } else if (pool->o.ping_interval_ms != 0) {
+    use = T_PING;
+    due = p->idle_since_ms + pool->o.ping_interval_ms;
+  }
+  if (use == T_NONE) {
+    if (p->timer_use != T_NONE)
+      uv_timer_stop(&p->timer);
+    p->timer_use = T_NONE;
+    return;
+  }
+  uint64_t now = uv_now(pool->loop);
+  proc_arm(p, use, due > now ? due - now : 0);
+}
+
+/* A task deadline passed: Cancel the tasks that just ran out, and declare
+ * the worker hung when one of them has not answered its Cancel within
+ * kill_grace_ms. */
+static void proc_task_timer(proc *p) {
+  ratchet_pool *pool = p->pool;
+  uint64_t now = uv_now(pool->loop);
+  const inflight *late = NULL;
+  for (uint32_t i = 0; i < p->n_inflight; i++) {
+    inflight *t = &p->inflight[i];
+    if (t->deadline_ms == 0)
+      continue;
+    if (!t->overdue && t->deadline_ms <= now) {
+      t->overdue = true;
+      p->n_overdue++;
+      if (p->t_open)
+        send_cancel(p, t->id);
+    } else if (t->overdue && t->deadline_ms + pool->o.kill_grace_ms <= now) {
+      late = t;
+    }
+  }
+  if (late == NULL) {
+    proc_schedule(p);
+    return;
+  }
+  char msg[TEXT_MAX];
+  fmt(msg, sizeof msg,
+      "task %llu ran past its deadline and did not answer Cancel within %u "
+      "ms",
+      (unsigned long long)late->id, (unsigned)pool->o.kill_grace_ms);
+  proc_hang(p, msg);
+}
+
+static void proc_send_ping(proc *p) {
+  Ratchet__V1__Ping ping;
+  ratchet__v1__ping__init(&ping);
+  ping.seq = ++p->ping_seq;
+  Ratchet__V1__Frame f = RATCHET__V1__FRAME__INIT;
+  f.msg_case = RATCHET__V1__FRAME__MSG_PING;
+  f.ping = &ping;
+  if (p->t_open)
+    (void)ratchet_uv_transport_send(p->t, &f);
+  p->ping_out = true;
+  p->ping_sent_ms = uv_now(p->pool->loop);
+  proc_schedule(p);
+}
+
 static void proc_timer_cb(uv_timer_t *h) {
   proc *p = h->data;
   timer_use use = p->timer_use;
   p->timer_use = T_NONE;
+  char msg[TEXT_MAX];
   switch (use) {
-  case T_START: {
-    char msg[TEXT_MAX];
+  case T_START:
     fmt(msg, sizeof msg, "did not send Ready within %u ms",
         (unsigned)p->pool->o.start_timeout_ms);
-    set_cause(p, "%s", msg);
-    p->state = P_DEAD;
-    p->kill_stage = 1; /* nothing to cancel: go to SIGTERM */
-    proc_escalate(p);
-    ratchet_pool_event ev;
-    event_init(&ev, RATCHET_POOL_EVENT_HUNG, p);
-    ev.message = msg;
-    emit(p->pool, &ev);
+    proc_hang(p, msg);
     break;
-  }
+  case T_TASK:
+    if (p->state == P_READY)
+      proc_task_timer(p);
+    break;
+  case T_PING:
+    if (p->state == P_READY)
+      proc_send_ping(p);
+    break;
+  case T_PONG:
+    if (p->state != P_READY)
+      break;
+    fmt(msg, sizeof msg, "did not answer Ping %llu within %u ms",
+        (unsigned long long)p->ping_seq, (unsigned)p->pool->ping_timeout_ms);
+    proc_hang(p, msg);
+    break;
   case T_ESCALATE:
     proc_escalate(p);
     break;
@@ -426,6 +578,65 @@ static void proc_protocol_error(proc *p, int err, const char *text) {
   proc_try_finalize(p);
 }
 
+/* The worker's resident set in KiB from /proc/<pid>/statm, or 0. */
+static uint64_t read_rss_kb(pid_t pid) {
+  char path[64];
+  fmt(path, sizeof path, "/proc/%d/statm", (int)pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL)
+    return 0;
+  unsigned long size = 0, resident = 0;
+  int n = fscanf(f, "%lu %lu", &size, &resident);
+  fclose(f);
+  if (n != 2)
+    return 0;
+  long page = sysconf(_SC_PAGESIZE);
+  return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096) / 1024u;
+}
+
+/* Marks p to retire when its RSS (statm; else the Pong's, reported) is
+ * above max_rss_kb. */
+static void proc_check_rss(proc *p, uint64_t reported_kb) {
+  ratchet_pool *pool = p->pool;
+  if (pool->o.max_rss_kb == 0 || p->reaped)
+    return;
+  uint64_t rss = read_rss_kb(p->pid);
+  if (rss == 0)
+    rss = reported_kb;
+  if (rss != 0)
+    p->rss_kb = rss;
+  if (rss > pool->o.max_rss_kb && !p->retiring) {
+    p->retiring = true;
+    fmt(p->retire_why, sizeof p->retire_why,
+        "its RSS of %llu KiB is above max_rss_kb %llu", (unsigned long long)rss,
+        (unsigned long long)pool->o.max_rss_kb);
+  }
+}
+
+/* Recycles a retiring worker once it holds no task: Shutdown (a graceful
+ * stop the pool asked for: no restart decision, no crash, no intensity),
+ * and a new process in its slot at once. */
+static void proc_maybe_recycle(proc *p) {
+  ratchet_pool *pool = p->pool;
+  slot *s = p->slot;
+  if (!p->retiring || p->n_inflight > 0 || p->state != P_READY ||
+      p->stop_requested || pool->closing || pool->state != S_RUNNING ||
+      s->removed || s->cur != p)
+    return;
+  s->recycles++;
+  pool->st.recycled++;
+  proc_stop(p, pool->o.close_grace_ms);
+  ratchet_pool_event ev;
+  event_init(&ev, RATCHET_POOL_EVENT_RECYCLED, p);
+  ev.tasks_done = p->tasks_done;
+  ev.max_rss_kb = p->rss_kb;
+  ev.message = p->retire_why;
+  emit(pool, &ev);
+  if (!pool->closing && pool->state == S_RUNNING && !s->removed &&
+      s->cur == NULL && !s->restart_pending)
+    slot_start(s);
+}
+
 static void on_ready(proc *p, const Ratchet__V1__Ready *r) {
   ratchet_pool *pool = p->pool;
   char text[RATCHET_CODEC_TEXT_MAX];
@@ -454,6 +665,8 @@ static void on_ready(proc *p, const Ratchet__V1__Ready *r) {
     uv_timer_stop(&p->timer);
     p->timer_use = T_NONE;
   }
+  p->idle_since_ms = uv_now(pool->loop);
+  proc_schedule(p);
   ratchet_pool_event ev;
   event_init(&ev, RATCHET_POOL_EVENT_READY, p);
   emit(pool, &ev);
@@ -472,11 +685,32 @@ static void on_result(proc *p, const Ratchet__V1__Result *r) {
     return;
   }
   inflight task = p->inflight[i];
-  p->inflight[i] = p->inflight[--p->n_inflight];
+  /* Keep dispatch order: a worker runs its tasks in order, so inflight[0]
+   * is the one it is running, the only one a crash can be blamed on. */
+  memmove(&p->inflight[i], &p->inflight[i + 1],
+          (p->n_inflight - i - 1) * sizeof p->inflight[0]);
+  p->n_inflight--;
+  if (task.overdue)
+    p->n_overdue--;
   p->tasks_done++;
   p->slot->tasks_done++;
   p->slot->flaps = 0; /* it did some work: it is not flapping */
   pool->st.tasks_done++;
+  if (p->n_inflight == 0) {
+    p->idle_since_ms = uv_now(pool->loop);
+    /* A Ping sent just before a task may be answered after it: its
+     * window starts again now that the worker is idle. */
+    p->ping_sent_ms = p->idle_since_ms;
+  }
+  /* Retire it before the owner's callback can hand it another task. */
+  if (p->recycle_at != 0 && p->tasks_done >= p->recycle_at && !p->retiring) {
+    p->retiring = true;
+    fmt(p->retire_why, sizeof p->retire_why,
+        "finished %llu tasks (recycle after %u + jitter)",
+        (unsigned long long)p->tasks_done,
+        (unsigned)pool->o.recycle_after_tasks);
+  }
+  proc_check_rss(p, 0);
   ratchet_pool_outcome oc = {.task_id = task.id,
                              .worker_id = p->slot->id,
                              .result = r,
@@ -485,6 +719,28 @@ static void on_result(proc *p, const Ratchet__V1__Result *r) {
                              .crash_count = task.crashes,
                              .poison = false};
   pool->o.on_outcome(pool, &oc);
+  proc_maybe_recycle(p);
+  proc_schedule(p);
+}
+
+static void on_pong(proc *p, const Ratchet__V1__Pong *pong) {
+  if (pong->seq == 0 || pong->seq > p->ping_seq) {
+    char text[96];
+    fmt(text, sizeof text, "a Pong for Ping %llu, which was not sent",
+        (unsigned long long)pong->seq);
+    proc_protocol_error(p, RATCHET_EPROTO_UNEXPECTED, text);
+    return;
+  }
+  p->pongs++;
+  if (pong->seq == p->ping_seq && p->ping_out) {
+    p->ping_out = false;
+    p->idle_since_ms = uv_now(p->pool->loop);
+  }
+  if (pong->stats != NULL && pong->stats->rss_kb != 0)
+    p->rss_kb = p->pong_rss_kb = pong->stats->rss_kb;
+  proc_check_rss(p, p->pong_rss_kb);
+  proc_maybe_recycle(p);
+  proc_schedule(p);
 }
 
 static void on_frame(ratchet_uv_transport *t, const Ratchet__V1__Frame *f) {
@@ -508,8 +764,14 @@ static void on_frame(ratchet_uv_transport *t, const Ratchet__V1__Frame *f) {
   case RATCHET__V1__FRAME__MSG_RESULT:
     on_result(p, f->result);
     break;
+  case RATCHET__V1__FRAME__MSG_PONG:
+    on_pong(p, f->pong);
+    break;
   case RATCHET__V1__FRAME__MSG_LOG:
-    /* Not yet forwarded to the owner (no on_log callback yet). */
+    if (p->pool->o.on_log != NULL)
+      p->pool->o.on_log(p->pool, p->slot->id, f->log->task_id,
+                        (int)f->log->level,
+                        f->log->text != NULL ? f->log->text : "");
     break;
   case RATCHET__V1__FRAME__MSG_ERROR:
     /* The transport ends with RATCHET_EPEER next. */
@@ -545,6 +807,13 @@ static void on_end(ratchet_uv_transport *t, int err) {
     proc_arm(p, T_ESCALATE, p->pool->o.kill_grace_ms);
   }
   proc_try_finalize(p);
+}
+
+/* The send queue fell below the low watermark: proc_has_room reads the
+ * transport's congestion flag, so dispatch may choose this worker again. */
+static void on_drain(ratchet_uv_transport *t) {
+  proc *p = ratchet_uv_transport_data(t);
+  p->pool->st.drains++;
 }
 
 /* ---- reaping ----------------------------------------------------------- */
@@ -707,6 +976,7 @@ static void proc_try_finalize(proc *p) {
   ev.sys_cpu_us = (uint64_t)p->ru.ru_stime.tv_sec * 1000000u +
                   (uint64_t)p->ru.ru_stime.tv_usec;
   ev.max_rss_kb = (uint64_t)p->ru.ru_maxrss;
+  ev.tasks_done = p->tasks_done;
   ev.message = what;
   emit(pool, &ev);
 
@@ -722,10 +992,27 @@ static void proc_try_finalize(proc *p) {
     oc.crash_count = p->inflight[i].crashes;
     if (end == RATCHET__END_REQUESTED) {
       oc.lost = RATCHET_POOL_LOST_CLOSED;
-    } else {
+    } else if (p->hung && !p->protocol_error) {
+      /* Only the tasks that overran are to blame; others pipelined on the
+       * same worker are its victims. */
+      if (p->inflight[i].overdue) {
+        oc.lost = RATCHET_POOL_LOST_HUNG;
+        oc.crash_count++;
+      } else {
+        oc.lost = RATCHET_POOL_LOST_CLOSED;
+      }
+    } else if (i == 0) {
+      /* The task the worker was running: the oldest, as it runs them in
+       * order. Whatever killed the worker (or made it break the protocol)
+       * happened while it ran this one. */
       oc.lost = p->protocol_error ? RATCHET_POOL_LOST_PROTOCOL
                                   : RATCHET_POOL_LOST_DIED;
       oc.crash_count++;
+    } else {
+      /* Pipelined behind the running task: it never ran, so it is not to
+       * blame. Charging it would turn the innocent tasks queued behind a
+       * poison pill into poison pills too. */
+      oc.lost = RATCHET_POOL_LOST_QUEUED;
     }
     oc.poison = pool->o.poison_threshold != 0 &&
                 oc.crash_count >= pool->o.poison_threshold;
@@ -826,6 +1113,12 @@ static int slot_spawn(slot *s) {
   p->pool = pool;
   p->slot = s;
   p->exit_status = -1;
+  if (pool->o.recycle_after_tasks != 0)
+    p->recycle_at = pool->o.recycle_after_tasks +
+                    (pool->o.recycle_jitter_tasks != 0
+                         ? ratchet_rng_upto(ratchet_rng_next(&pool->rng),
+                                            pool->o.recycle_jitter_tasks)
+                         : 0);
 
   ratchet__proc_spec spec = {.mode = pool->o.mode,
                              .argv = pool->argv,
@@ -833,6 +1126,7 @@ static int slot_spawn(slot *s) {
                              .cwd = pool->cwd,
                              .fork_main = pool->o.fork_main,
                              .fork_arg = pool->o.fork_arg,
+                             .worker = pool->o.worker,
                              .close_fds = NULL,
                              .n_close_fds = 0};
   int *close_fds = NULL;
@@ -878,7 +1172,7 @@ static int slot_spawn(slot *s) {
   ratchet_uv_transport_options to = RATCHET_UV_TRANSPORT_OPTIONS_INIT;
   to.max_frame_size = pool->o.max_frame_size;
   ratchet_uv_transport_callbacks cbs = {
-      .on_frame = on_frame, .on_end = on_end, .on_drain = NULL};
+      .on_frame = on_frame, .on_end = on_end, .on_drain = on_drain};
   if (setup == 0)
     setup = ratchet_uv_transport_new(
         (uv_stream_t *)&p->out, (uv_stream_t *)&p->in, &to, &cbs, p, &p->t);
@@ -1092,18 +1386,19 @@ static int check_options(const ratchet_pool_options *o) {
     if (o->argv == NULL || o->argv[0] == NULL)
       return -EINVAL;
   } else if (o->mode == RATCHET_POOL_FORK) {
-    if (o->worker != NULL)
-      return -ENOTSUP; /* ratchet_worker_main: not yet implemented */
-    if (o->fork_main == NULL)
+    if (o->worker == NULL && o->fork_main == NULL)
       return -EINVAL;
   } else {
     return -EINVAL;
   }
-  /* Not yet implemented: refuse rather than ignore. */
-  if (o->task_timeout_ms != 0 || o->ping_interval_ms != 0 ||
-      o->ping_timeout_ms != 0 || o->recycle_after_tasks != 0 ||
-      o->recycle_jitter_tasks != 0 || o->max_rss_kb != 0)
-    return -ENOTSUP;
+  if (o->mode == RATCHET_POOL_SPAWN && o->worker != NULL)
+    return -EINVAL;
+  if (!ms_ok(o->task_timeout_ms, 0) || !ms_ok(o->ping_interval_ms, 0) ||
+      !ms_ok(o->ping_timeout_ms, 0) ||
+      (o->ping_timeout_ms != 0 && o->ping_interval_ms == 0) ||
+      (o->recycle_jitter_tasks != 0 && o->recycle_after_tasks == 0) ||
+      o->recycle_jitter_tasks > 1000000000u)
+    return -EINVAL;
   return 0;
 }
 
@@ -1135,6 +1430,8 @@ int ratchet_pool_new(struct uv_loop_s *loop, const ratchet_pool_options *o,
   if (rc != 0)
     goto fail;
   ratchet_rng_seed(&pool->rng, o->seed != 0 ? o->seed : ratchet_now_ns());
+  pool->ping_timeout_ms =
+      o->ping_timeout_ms != 0 ? o->ping_timeout_ms : o->ping_interval_ms;
   /* The slots' memory now, so that start cannot fail for it; their timers
    * only once nothing else can fail. */
   pool->slots = ratchet_calloc(o->size, sizeof *pool->slots);
@@ -1206,9 +1503,35 @@ int ratchet_pool_start(ratchet_pool *p) {
   return 0;
 }
 
+/* Ready, not retiring, no task past its deadline (its Cancel is pending),
+ * and its stdin not congested (until on_drain). */
 static bool proc_has_room(const proc *p) {
-  return p != NULL && p->state == P_READY && p->t_open &&
-         p->n_inflight < p->capacity;
+  return p != NULL && p->state == P_READY && p->t_open && !p->retiring &&
+         !p->send_broken && p->n_overdue == 0 && p->n_inflight < p->capacity &&
+         !ratchet_uv_transport_congested(p->t);
+}
+
+/* A task's deadline in loop time: task_timeout_ms from now, or its own
+ * deadline_unix_ms, whichever comes first; 0 for none. */
+static uint64_t task_deadline_ms(ratchet_pool *pool,
+                                 const Ratchet__V1__Task *task) {
+  uint64_t now = uv_now(pool->loop), d = 0;
+  if (pool->o.task_timeout_ms != 0)
+    d = now + pool->o.task_timeout_ms;
+  if (task->deadline_unix_ms != 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall =
+        (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    uint64_t own =
+        now +
+        (task->deadline_unix_ms > wall ? task->deadline_unix_ms - wall : 0);
+    if (own == 0)
+      own = 1;
+    if (d == 0 || own < d)
+      d = own;
+  }
+  return d;
 }
 
 int ratchet_pool_dispatch(ratchet_pool *pool, const Ratchet__V1__Task *task,
@@ -1218,7 +1541,9 @@ int ratchet_pool_dispatch(ratchet_pool *pool, const Ratchet__V1__Task *task,
     return -EINVAL;
   if (pool->closing || pool->state != S_RUNNING)
     return -ESHUTDOWN;
-  proc *p = NULL;
+  proc *p;
+again:
+  p = NULL;
   if (worker_id != RATCHET_POOL_ANY) {
     if (worker_id >= pool->n_slots || pool->slots[worker_id]->removed)
       return -ENOENT;
@@ -1246,11 +1571,23 @@ int ratchet_pool_dispatch(ratchet_pool *pool, const Ratchet__V1__Task *task,
   f.msg_case = RATCHET__V1__FRAME__MSG_TASK;
   f.task = &copy;
   int rc = ratchet_uv_transport_send(p->t, &f);
+  if (rc < 0 && rc != -ENOMEM && rc != -EINVAL &&
+      rc != RATCHET_EFRAME_TOO_BIG) {
+    /* The worker's stdin is broken (EPIPE, ...): it is dying, and its exit
+     * and EOF will be handled as usual. That is no fault of the task, so
+     * the owner is not told about it: another worker is tried, or the
+     * owner hears -EAGAIN and tries later. */
+    p->send_broken = true;
+    goto again;
+  }
   if (rc < 0)
     return rc;
-  p->inflight[p->n_inflight].id = task->id;
-  p->inflight[p->n_inflight].crashes = crash_count;
-  p->n_inflight++;
+  inflight *in = &p->inflight[p->n_inflight++];
+  in->id = task->id;
+  in->crashes = crash_count;
+  in->deadline_ms = task_deadline_ms(pool, task);
+  in->overdue = false;
+  proc_schedule(p);
   pool->st.dispatched++;
   pool->st.in_flight++;
   if (worker_out != NULL)
@@ -1321,6 +1658,13 @@ int ratchet_pool_worker_stats_get(const ratchet_pool *pool, uint32_t worker_id,
   st->exits = s->exits;
   st->restarts = s->restarts;
   st->stderr_lines = s->stderr_lines;
+  st->recycles = s->recycles;
+  st->hangs = s->hangs;
+  st->rss_kb = p != NULL ? p->rss_kb : 0;
+  st->pongs = p != NULL ? p->pongs : 0;
+  st->tasks_until_recycle = p != NULL && p->recycle_at > p->tasks_done
+                                ? p->recycle_at - p->tasks_done
+                                : 0;
   return 0;
 }
 
@@ -1373,6 +1717,8 @@ const char *ratchet_pool_lost_reason_name(ratchet_pool_lost_reason r) {
     return "closed";
   case RATCHET_POOL_LOST_SEND:
     return "send";
+  case RATCHET_POOL_LOST_QUEUED:
+    return "queued";
   }
   return "unknown";
 }

@@ -21,6 +21,7 @@ typedef struct ratchet__proc_spec {
   const char *cwd;             /* SPAWN; NULL inherits */
   int (*fork_main)(void *arg); /* FORK */
   void *fork_arg;
+  struct ratchet_worker *worker; /* FORK: served instead of fork_main */
   /* FORK: the pool's own descriptors (other workers' pipes), closed in the
    * child so that it holds no end of a sibling's pipes. */
   const int *close_fds;
@@ -30,11 +31,13 @@ typedef struct ratchet__proc_spec {
 /*
  * Forks a worker: in the child, default signal dispositions and an empty
  * mask, its own process group (setpgid(0, 0)), PR_SET_PDEATHSIG(SIGKILL),
- * fds 0/1/2 on the pipes; then execve (SPAWN) or _exit(fork_main(arg))
- * (FORK). On 0: *pid, fds[0] the write end of its stdin, fds[1] the read end
- * of its stdout, fds[2] the read end of its stderr (all O_CLOEXEC), and
- * *exec_errno the errno of a failed chdir/exec (0 when it succeeded; the
- * child then exits 127). On failure (-errno of pipe2/fork) nothing is left.
+ * fds 0/1/2 on the pipes; then execve (SPAWN), or in FORK mode
+ * _exit(ratchet_worker_main(worker)) when a worker is given, else
+ * _exit(fork_main(arg)). On 0: *pid, fds[0] the write end of its stdin, fds[1]
+ * the read end of its stdout, fds[2] the read end of its stderr (all
+ * O_CLOEXEC), and *exec_errno the errno of a failed chdir/exec (0 when it
+ * succeeded; the child then exits 127). On failure (-errno of pipe2/fork)
+ * nothing is left.
  */
 int ratchet__proc_start(const ratchet__proc_spec *spec, pid_t *pid, int fds[3],
                         int *exec_errno);

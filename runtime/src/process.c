@@ -1,7 +1,7 @@
 /*
  * process.c - starting one worker process: pipes, fork, and the child's
  * set-up before it execs (SPAWN) or runs the program's own worker function
- * (FORK).
+ * (FORK): its fork_main, or ratchet_worker_main on a handler registry.
  *
  * libuv's uv_spawn offers UV_PROCESS_DETACHED (setsid in the child, so a new
  * session and process group), but no hook to run code in the child, so it
@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "pool_internal.h"
+#include "ratchet/worker.h"
 
 extern char **environ;
 
@@ -99,6 +100,10 @@ static void child_main(const ratchet__proc_spec *spec, pid_t parent,
     }
     for (size_t i = 0; i < spec->n_close_fds; i++)
       close(spec->close_fds[i]);
+    /* The worker asks for PR_SET_PDEATHSIG again and checks its parent
+     * again; both already hold here, so that is harmless. */
+    if (spec->worker != NULL)
+      _exit(ratchet_worker_main(spec->worker));
     _exit(spec->fork_main(spec->fork_arg));
   }
   if (spec->cwd != NULL && chdir(spec->cwd) != 0)

@@ -15,15 +15,14 @@
 #include "pool_internal.h"
 #include "ratchet/alloc.h"
 
-static const ratchet__action next_action[3][RATCHET__END_KINDS] =
-    {
-        /*                          REQUESTED          CLEAN ABNORMAL */
-        [RATCHET_RESTART_PERMANENT] = {RATCHET__ACT_STOP, RATCHET__ACT_RESTART,
-                                       RATCHET__ACT_RESTART},
-        [RATCHET_RESTART_TRANSIENT] = {RATCHET__ACT_STOP, RATCHET__ACT_STOP,
-                                       RATCHET__ACT_RESTART},
-        [RATCHET_RESTART_TEMPORARY] = {RATCHET__ACT_STOP, RATCHET__ACT_STOP,
-                                       RATCHET__ACT_STOP},
+static const ratchet__action next_action[3][RATCHET__END_KINDS] = {
+    /*                          REQUESTED          CLEAN ABNORMAL */
+    [RATCHET_RESTART_PERMANENT] = {RATCHET__ACT_STOP, RATCHET__ACT_RESTART,
+                                   RATCHET__ACT_RESTART},
+    [RATCHET_RESTART_TRANSIENT] = {RATCHET__ACT_STOP, RATCHET__ACT_STOP,
+                                   RATCHET__ACT_RESTART},
+    [RATCHET_RESTART_TEMPORARY] = {RATCHET__ACT_STOP, RATCHET__ACT_STOP,
+                                   RATCHET__ACT_STOP},
 };
 
 ratchet__action ratchet__restart_action(ratchet_restart_policy policy,

@@ -14,6 +14,7 @@ static const struct {
 } groups[] = {
     {"worker", test_worker},
     {"pool", test_pool},
+    {"stress", test_stress},
 };
 
 int main(int argc, char **argv) {

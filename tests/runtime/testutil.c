@@ -19,6 +19,7 @@ static const struct {
     {"worker", tu_worker_child},
     {"worker-parent", tu_worker_parent_child},
     {"pool-worker", tu_child_pool_worker},
+    {"stress-worker", tu_child_stress_worker},
     {NULL, NULL},
 };
 

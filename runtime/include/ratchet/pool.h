@@ -83,21 +83,31 @@ typedef enum ratchet_restart_policy {
 
 /* Why a task was lost. */
 typedef enum ratchet_pool_lost_reason {
-  /* The worker ended (exited, was killed, or closed its stdout) with the
-   * task in flight. Counts as a crash of the task. */
+  /* The worker ended (exited, was killed, or closed its stdout) while
+   * running the task: the oldest task in flight on it, since a worker runs
+   * its tasks in order. Counts as a crash of the task. */
   RATCHET_POOL_LOST_DIED = 1,
   /* The worker broke the protocol (a bad frame, a message out of turn, an
-   * Error frame). Counts as a crash. */
+   * Error frame) while running the task (the oldest in flight). Counts as a
+   * crash. */
   RATCHET_POOL_LOST_PROTOCOL = 2,
-  /* The task overran its deadline and the worker was killed. Counts as a
-   * crash. (Not yet produced: hang detection is not yet implemented.) */
+  /* The task overran its deadline (task_timeout_ms or its own
+   * deadline_unix_ms), did not answer the Cancel within kill_grace_ms, and
+   * the worker was killed. Counts as a crash, so a task that keeps hanging
+   * becomes a poison pill. */
   RATCHET_POOL_LOST_HUNG = 3,
-  /* The pool closed (or the worker was stopped by the pool) before the
-   * Result came. Does not count as a crash. */
+  /* The pool closed (or the worker was stopped by the pool: resize down)
+   * before the Result came; or the task was pipelined behind an overdue
+   * task on a worker that was killed as hung. Does not count as a crash. */
   RATCHET_POOL_LOST_CLOSED = 4,
   /* The task could not be sent (too big for the worker, ...). Does not
    * count as a crash. Reported from the loop, never from dispatch. */
-  RATCHET_POOL_LOST_SEND = 5
+  RATCHET_POOL_LOST_SEND = 5,
+  /* The worker ended (or broke the protocol) while the task was pipelined
+   * behind the one it was running, so the task never ran. Does not count as a
+   * crash: only the running task is blamed, so the tasks queued behind a poison
+   * pill do not become poison pills with it. */
+  RATCHET_POOL_LOST_QUEUED = 6
 } ratchet_pool_lost_reason;
 
 /*
@@ -128,7 +138,7 @@ typedef enum ratchet_pool_event_type {
   RATCHET_POOL_EVENT_READY = 2,      /* its Ready arrived */
   RATCHET_POOL_EVENT_EXITED = 3,     /* it was reaped; exit fields set */
   RATCHET_POOL_EVENT_RESTARTING = 4, /* a restart in delay_ns */
-  RATCHET_POOL_EVENT_RECYCLED = 5,   /* not yet produced */
+  RATCHET_POOL_EVENT_RECYCLED = 5,   /* retired: task count or RSS */
   RATCHET_POOL_EVENT_HUNG = 6,       /* no Ready / Pong / Result in time */
   RATCHET_POOL_EVENT_FAILED = 7,     /* the pool gave up; message says why */
   RATCHET_POOL_EVENT_CLOSED = 8      /* unused: see ratchet_pool_close_cb */
@@ -142,6 +152,11 @@ typedef enum ratchet_pool_event_type {
  * EXITED: exit_status (>= 0) when it exited, else -1 and term_signal set;
  *   core_dumped; rusage times and max RSS; before_ready.
  * RESTARTING: delay_ns before the new process starts.
+ * RECYCLED: the process was asked to stop (Shutdown) with no task in flight
+ *   and its slot restarted at once; tasks_done (its Results), max_rss_kb
+ *   (its current RSS, when max_rss_kb is set) and message say why. Not a
+ *   crash, not a restart: no backoff, no intensity. EXITED follows.
+ * EXITED also sets tasks_done: the Results that process delivered.
  * HUNG / FAILED / EXITED: message, a sentence for a human, e.g. "worker 0
  *   failed 5 times in a row before Ready; last: exec /bad/path: No such file
  *   or directory (exit status 127)". Never NULL (may be "").
@@ -159,6 +174,7 @@ typedef struct ratchet_pool_event {
   uint64_t sys_cpu_us;
   uint64_t max_rss_kb;
   uint64_t delay_ns;
+  uint64_t tasks_done;
   const char *message;
 } ratchet_pool_event;
 
@@ -170,14 +186,18 @@ typedef void (*ratchet_pool_event_cb)(ratchet_pool *p,
  * bytes; a line longer than 4095 bytes arrives in pieces). Borrowed. */
 typedef void (*ratchet_pool_stderr_cb)(ratchet_pool *p, uint32_t worker_id,
                                        const char *line, size_t len);
+/* A Log frame of a worker: task_id 0 when it concerns no task, level as
+ * ratchet.v1.LogLevel (1 debug .. 4 error; 0 or other values passed as
+ * they came), text NUL-terminated. Everything borrowed until it returns. */
+typedef void (*ratchet_pool_log_cb)(ratchet_pool *p, uint32_t worker_id,
+                                    uint64_t task_id, int level,
+                                    const char *text);
 /* The pool is closed: every process it started is reaped, every handle is
  * closed, and its memory is freed. */
 typedef void (*ratchet_pool_close_cb)(void *data);
 
 /*
- * Pool options. Ranges are checked by ratchet_pool_new (-EINVAL); options
- * marked "not yet implemented" must keep their default, or new returns
- * -ENOTSUP (they are never silently ignored).
+ * Pool options. Ranges are checked by ratchet_pool_new (-EINVAL).
  *
  * mode            SPAWN [default] or FORK.
  * size            workers at start [1; 1 .. RATCHET_POOL_MAX_SIZE].
@@ -191,8 +211,15 @@ typedef void (*ratchet_pool_close_cb)(void *data);
  *                 the exit status (the child ends with _exit). The child is a
  *                 copy of the caller: it must not touch the loop or the pool.
  * fork_arg        handed to fork_main.
- * worker          FORK: a ratchet_worker to serve with ratchet_worker_main.
- *                 Not yet implemented (NULL only): use fork_main.
+ * worker          FORK: a ratchet_worker (handlers registered) that each
+ *                 forked child serves with _exit(ratchet_worker_main(w));
+ *                 takes precedence over fork_main (one of them is
+ *                 required). Borrowed: it must outlive the pool and not be
+ *                 changed after start (children copy it at fork). The child
+ *                 has PR_SET_PDEATHSIG set and its parent checked before
+ *                 ratchet_worker_main runs; create it with
+ *                 o.parent_pid = getpid() to have the worker check too.
+ *                 -EINVAL in SPAWN mode.
  * pipeline_depth  tasks in flight per worker [1; 1 .. 1024]; the worker's
  *                 Ready.max_in_flight lowers it when smaller.
  * max_frame_size  largest frame body read from a worker [0: 64 MiB].
@@ -216,19 +243,48 @@ typedef void (*ratchet_pool_close_cb)(void *data);
  *                 [2000; 1 .. 3600000].
  * close_grace_ms  how long close lets in-flight tasks finish [5000; 0 ..
  *                 3600000]; Shutdown{grace_ms} carries it to the workers.
- * task_timeout_ms per-task hang limit [0: none] - not yet implemented.
+ * task_timeout_ms per-task limit from dispatch [0: none; 0 .. 3600000]. A
+ *                 task with Task.deadline_unix_ms set gets that deadline
+ *                 too (realtime clock, converted once at dispatch); the
+ *                 earlier wins. At the deadline the pool sends Cancel and
+ *                 dispatches nothing more to that worker; a Result within
+ *                 kill_grace_ms is delivered as usual (typically
+ *                 STATUS_CANCELLED/TIMEOUT) and the worker lives on.
+ *                 Otherwise: HUNG event, SIGTERM to its group, SIGKILL
+ *                 kill_grace_ms later; the overdue task is lost HUNG with
+ *                 crash_count + 1 (it counts toward poison_threshold), other
+ *                 tasks on that worker lost CLOSED; restart as for a crash.
  * ping_interval_ms, ping_timeout_ms
- *                 idle health checks [0, 0: off] - not yet implemented.
+ *                 idle health checks [0, 0: off; 0 .. 3600000]. A ready
+ *                 worker with no task in flight gets a Ping after
+ *                 ping_interval_ms idle; its Pong must come within
+ *                 ping_timeout_ms [0: = ping_interval_ms], or the worker is
+ *                 hung: HUNG event, SIGTERM, SIGKILL, restart as for a
+ *                 crash. Busy workers are not pinged (task_timeout_ms
+ *                 watches them). A Pong updates ratchet_pool_worker_stats
+ *                 (pongs, rss_kb). A timeout without an interval: -EINVAL.
  * recycle_after_tasks, recycle_jitter_tasks
- *                 replace a worker after N (+ uniform 0..jitter) tasks
- *                 [0, 0: off] - not yet implemented.
- * max_rss_kb      replace a worker above this RSS [0: off] - not yet
- *                 implemented.
+ *                 retire a worker after recycle_after_tasks + U(0, jitter)
+ *                 Results (drawn per process from the seeded generator, so
+ *                 workers do not retire together) [0, 0: off; jitter
+ *                 without recycle_after_tasks: -EINVAL]. A retiring worker
+ *                 takes no new task; once it holds none it gets Shutdown
+ *                 {close_grace_ms} and its slot starts a new process at
+ *                 once (RECYCLED event). Never a crash, never counted by the
+ *                 intensity limit or the backoff; no task is lost by it.
+ * max_rss_kb      retire (as above) a worker whose resident set - read from
+ *                 /proc/<pid>/statm after each Result and Pong, else the
+ *                 Pong's rss_kb - is above this [0: off].
  * poison_threshold crash_count at which an outcome is flagged poison [3;
  *                 0 disables].
  * seed            seeds the jitter's random generator [0: from the clock].
- * on_outcome      required. on_event, on_stderr_line: optional (NULL); a
- *                 NULL on_stderr_line discards stderr.
+ * on_outcome      required. on_event, on_stderr_line, on_log: optional
+ *                 (NULL); a NULL on_stderr_line discards stderr, a NULL
+ *                 on_log discards Log frames.
+ *
+ * Backpressure: when a worker's stdin queue reaches the transport's high
+ * watermark (1 MiB), dispatch skips that worker (-EAGAIN when it is named)
+ * until the queue drains to the low watermark (256 KiB).
  * data            for the owner: ratchet_pool_data, and the close callback.
  */
 typedef struct ratchet_pool_options {
@@ -261,6 +317,7 @@ typedef struct ratchet_pool_options {
   ratchet_pool_outcome_cb on_outcome;
   ratchet_pool_event_cb on_event;
   ratchet_pool_stderr_cb on_stderr_line;
+  ratchet_pool_log_cb on_log;
   void *data;
 } ratchet_pool_options;
 
@@ -309,6 +366,7 @@ typedef struct ratchet_pool_options {
     .on_outcome = NULL,                                                        \
     .on_event = NULL,                                                          \
     .on_stderr_line = NULL,                                                    \
+    .on_log = NULL,                                                            \
     .data = NULL}
 /* clang-format on */
 
@@ -325,6 +383,11 @@ typedef struct ratchet_pool_worker_stats {
   uint64_t exits;      /* processes reaped */
   uint64_t restarts;   /* restarts scheduled */
   uint64_t stderr_lines;
+  uint64_t recycles;            /* processes retired by recycling */
+  uint64_t hangs;               /* processes declared hung */
+  uint64_t rss_kb;              /* last RSS seen (statm or Pong); 0 unknown */
+  uint64_t pongs;               /* Pongs from the current process */
+  uint64_t tasks_until_recycle; /* 0 when recycling by count is off */
 } ratchet_pool_worker_stats;
 
 typedef struct ratchet_pool_stats {
@@ -337,6 +400,9 @@ typedef struct ratchet_pool_stats {
   uint64_t started;    /* processes started */
   uint64_t exits;      /* processes reaped */
   uint64_t restarts;   /* restarts scheduled */
+  uint64_t recycled;   /* workers retired by recycling */
+  uint64_t hung;       /* workers declared hung */
+  uint64_t drains;     /* congested worker stdin queues that drained */
   bool failed;         /* the pool gave up */
 } ratchet_pool_stats;
 
@@ -344,8 +410,8 @@ typedef struct ratchet_pool_stats {
  * Creates a pool on loop; no process starts before ratchet_pool_start.
  * o is copied (argv, env and cwd deeply).
  * Returns 0 and sets *out; -EINVAL (a NULL argument, no on_outcome, an
- * option out of range, SPAWN without argv, FORK without fork_main); -ENOTSUP
- * (a "not yet implemented" option set); -ENOMEM. On failure nothing is
+ * option out of range, SPAWN without argv, FORK without fork_main or
+ * worker); -ENOMEM. On failure nothing is
  * allocated.
  */
 RATCHET_API int ratchet_pool_new(struct uv_loop_s *loop,
@@ -373,10 +439,13 @@ RATCHET_API int ratchet_pool_start(ratchet_pool *p);
  * from the loop (never from inside dispatch); *worker_out (may be NULL) is
  * the worker chosen.
  * Errors (no outcome follows; the pool is unchanged): -EAGAIN no ready
- * worker has room (or worker_id has none); -ENOENT no such worker;
- * -EEXIST a task with this id is already in flight on that worker;
- * -ESHUTDOWN the pool is closing or failed; -EINVAL task NULL;
- * -ENOMEM; the send's error (RATCHET_EFRAME_TOO_BIG ...).
+ * worker has room (or worker_id has none: full, retiring for recycling,
+ * holding an overdue task, its stdin queue congested, or its stdin broken
+ * because it is dying - a broken worker is skipped for RATCHET_POOL_ANY);
+ * -ENOENT no such worker; -EEXIST a task with this id is already in flight
+ * on that worker; -ESHUTDOWN the pool is closing or failed; -EINVAL task
+ * NULL; -ENOMEM; RATCHET_EFRAME_TOO_BIG the task does not fit in a frame
+ * the worker accepts.
  */
 RATCHET_API int ratchet_pool_dispatch(ratchet_pool *p,
                                       const Ratchet__V1__Task *task,
@@ -388,7 +457,10 @@ RATCHET_API int ratchet_pool_dispatch(ratchet_pool *p,
  * starts new slots at once; shrinking stops the highest-numbered slots:
  * they take no new tasks, get Shutdown{close_grace_ms} and are escalated
  * like close does; their in-flight tasks finish or are lost (CLOSED). Stopped
- * slots are not restarted. Returns 0, -EINVAL, -ESHUTDOWN, -ENOMEM.
+ * slots are not restarted. Each task in flight on a removed slot gets
+ * exactly one outcome: its Result if the worker answers within
+ * close_grace_ms (and the Cancel's kill_grace_ms), else lost CLOSED (no
+ * crash). Returns 0, -EINVAL, -ESHUTDOWN, -ENOMEM.
  */
 RATCHET_API int ratchet_pool_resize(ratchet_pool *p, uint32_t size);
 
