@@ -742,6 +742,34 @@ static void test_sigkill_from_outside(void **state) {
   finish(c, fds);
 }
 
+/* A pool under more restarts than max_restarts within restart_period_ms
+ * gives up and says why, even when no single worker is flapping (each one
+ * reached Ready before it was killed). */
+static void test_intensity_exceeded(void **state) {
+  (void)state;
+  int fds = count_fds();
+  ctx *c = ctx_new();
+  ratchet_pool_options o = spawn_options(c, "serve", NULL);
+  o.size = 1;
+  o.max_restarts = 5;
+  o.restart_period_ms = 600000; /* all of them fall within the period */
+  c->on_ready = kill_on_ready;
+  c->kills_left = 100;
+  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
+  assert_int_equal(ratchet_pool_start(c->pool), 0);
+  run_until(c, p_failed, 0);
+  /* Five restarts were allowed, the sixth exceeded the limit. */
+  assert_int_equal(c->n_ready, 6);
+  assert_int_equal(c->kills_left, 100 - 6);
+  const event_rec *f = find_event(c, RATCHET_POOL_EVENT_FAILED, 0);
+  assert_non_null(f);
+  assert_non_null(strstr(f->message, "more than 5 restarts within 600000 ms"));
+  assert_non_null(strstr(f->message, "SIGKILL"));
+  assert_int_equal(c->n_failed, 1);
+  send_task(c, 1, "echo", "x", 0, RATCHET_POOL_ANY, -ESHUTDOWN);
+  finish(c, fds);
+}
+
 static void test_sigkill_busy_worker(void **state) {
   (void)state;
   int fds = count_fds();
@@ -1493,6 +1521,7 @@ int test_pool(void) {
       cmocka_unit_test(test_runs_tasks),
       cmocka_unit_test(test_crash_on_nth_task),
       cmocka_unit_test(test_sigkill_from_outside),
+      cmocka_unit_test(test_intensity_exceeded),
       cmocka_unit_test(test_sigkill_busy_worker),
       cmocka_unit_test(test_bad_path_fails_fast),
       cmocka_unit_test(test_never_ready),
