@@ -1,6 +1,7 @@
 /*
- * pool_internal.h - what pool.c, process.c and supervisor.c share. Not
- * installed; every symbol here is ratchet__ and hidden.
+ * pool_internal.h - what the pool's files (pool.c, pool_proc.c,
+ * pool_frames.c, process.c and supervisor.c) share. Not installed; every
+ * symbol here is ratchet__ and hidden.
  */
 #ifndef RATCHET_POOL_INTERNAL_H
 #define RATCHET_POOL_INTERNAL_H
@@ -8,9 +9,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
+#include <uv.h>
 
+#include "ratchet/codec.h"
 #include "ratchet/pool.h"
+#include "ratchet/rng.h"
+#include "ratchet/transport.h"
 
 /* ---- process.c: starting a worker process ------------------------------ */
 
@@ -79,5 +85,149 @@ int ratchet__intensity_init(ratchet__intensity *in, uint32_t max,
                             uint64_t period_ns);
 void ratchet__intensity_free(ratchet__intensity *in);
 bool ratchet__intensity_note(ratchet__intensity *in, uint64_t now_ns);
+
+/* ---- the pool's state, shared by pool.c, pool_proc.c, pool_frames.c ---- */
+
+#define LINE_MAX_BYTES 4096
+#define TEXT_MAX       512
+
+typedef struct proc proc;
+typedef struct slot slot;
+
+typedef enum proc_state {
+  P_STARTING, /* Hello sent, waiting for Ready */
+  P_READY,    /* serving tasks */
+  P_STOPPING, /* the pool asked it to end (Shutdown sent) */
+  P_DEAD      /* its stdout ended or it broke the protocol; or it exited */
+} proc_state;
+
+typedef enum timer_use {
+  T_NONE,
+  T_START,    /* Ready must arrive */
+  T_TASK,     /* the earliest task deadline (or its Cancel's grace) */
+  T_PING,     /* idle: time to send the next Ping */
+  T_PONG,     /* a Ping is out: its Pong must arrive */
+  T_ESCALATE, /* next kill_stage step */
+  T_LINGER    /* finalised; waiting for the end of stderr */
+} timer_use;
+
+typedef struct inflight {
+  uint64_t id;
+  uint32_t crashes;
+  uint64_t deadline_ms; /* loop time (uv_now); 0 for none */
+  bool overdue;         /* past its deadline, Cancel sent */
+} inflight;
+
+struct proc {
+  ratchet_pool *pool;
+  slot *slot; /* the slot it was started for; slots outlive procs */
+  proc *next; /* the pool's list of live procs */
+  pid_t pid;
+  uint32_t generation;
+  proc_state state;
+  uv_pipe_t in, out, err;
+  uv_timer_t timer;
+  timer_use timer_use;
+  ratchet_uv_transport *t;
+  unsigned handles; /* close callbacks still to come */
+  bool t_open, err_open, timer_open;
+  bool reaped, eof, finalized, stop_requested, ready_seen, protocol_error;
+  bool hung;           /* a deadline, Ready or Pong did not come in time */
+  bool retiring;       /* reached its recycle point: takes no new task */
+  bool send_broken;    /* a write to its stdin failed: it is dying */
+  uint64_t recycle_at; /* tasks_done that makes it retire; 0 never */
+  uint32_t n_overdue;  /* in-flight tasks past their deadline */
+  uint64_t ping_seq;   /* the last Ping's seq */
+  bool ping_out;       /* a Ping awaits its Pong */
+  uint64_t ping_sent_ms, idle_since_ms; /* loop time */
+  uint64_t rss_kb, pong_rss_kb, pongs;
+  char retire_why[160];
+  int kill_stage; /* 0 none, 1 Cancel sent, 2 SIGTERM sent, 3 SIGKILL sent */
+  int exit_status, term_signal;
+  bool core_dumped;
+  struct rusage ru;
+  char cause[TEXT_MAX]; /* the first thing that went wrong, or "" */
+  uint32_t capacity;
+  inflight *inflight;
+  uint32_t n_inflight;
+  uint64_t tasks_done;
+  char line[LINE_MAX_BYTES];
+  size_t line_len;
+};
+
+struct slot {
+  ratchet_pool *pool;
+  uint32_t id;
+  proc *cur; /* the process serving this slot, NULL when none */
+  uv_timer_t restart_timer;
+  bool restart_pending;
+  bool removed; /* beyond the target size */
+  uint32_t generation;
+  uint32_t flaps; /* consecutive ends without progress */
+  uint64_t prev_delay_ns;
+  uint64_t tasks_done, tasks_lost, exits, restarts, stderr_lines;
+  uint64_t recycles, hangs;
+};
+
+typedef enum pool_state { S_NEW, S_RUNNING, S_FAILED } pool_state;
+
+struct ratchet_pool {
+  uv_loop_t *loop;
+  ratchet_pool_options o;
+  char **argv, **env, *cwd; /* deep copies */
+  pool_state state;
+  bool closing;
+  ratchet_pool_close_cb close_cb;
+  uv_signal_t sigchld;
+  int sig_state; /* 0 open, 1 closing, 2 closed */
+  slot **slots;
+  uint32_t n_slots; /* allocated, some may be removed */
+  uint32_t size;    /* target */
+  uint32_t rr;      /* where the least-loaded search starts */
+  proc *procs;
+  unsigned n_procs;
+  unsigned timers_open; /* slot restart timers not yet closed */
+  ratchet__intensity intensity;
+  ratchet_rng rng;
+  uint32_t ping_timeout_ms; /* effective: o.ping_timeout_ms or the interval */
+  ratchet_pool_stats st;
+  char readbuf[65536];
+};
+
+/* ---- pool.c: helpers, failing and finishing the pool ------------------- */
+
+void ratchet__pool_fmt(char *dst, size_t cap, const char *f, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records the first thing that went wrong with p; later causes are dropped. */
+void ratchet__pool_set_cause(proc *p, const char *f, ...)
+    __attribute__((format(printf, 2, 3)));
+void ratchet__pool_emit(ratchet_pool *pool, const ratchet_pool_event *ev);
+void ratchet__pool_event_init(ratchet_pool_event *ev,
+                              ratchet_pool_event_type type, const proc *p);
+/* Stops every worker and reports FAILED; the pool serves no more tasks. */
+void ratchet__pool_fail(ratchet_pool *pool, const char *msg);
+/* Frees a closing pool and calls its close callback once every handle is
+ * closed. */
+void ratchet__pool_maybe_finish(ratchet_pool *pool);
+
+/* ---- pool_proc.c: a worker process's lifecycle ------------------------- */
+
+void ratchet__pool_proc_arm(proc *p, timer_use use, uint64_t ms);
+void ratchet__pool_proc_schedule(proc *p);
+void ratchet__pool_proc_stop(proc *p, uint64_t grace_ms);
+void ratchet__pool_proc_release(proc *p);
+void ratchet__pool_proc_close_transport(proc *p);
+void ratchet__pool_sigchld_cb(uv_signal_t *h, int signum);
+int ratchet__pool_slot_spawn(slot *s);
+void ratchet__pool_slot_start(slot *s);
+
+/* ---- pool_frames.c: frames, outcomes, the end of a process ------------- */
+
+void ratchet__pool_on_frame(ratchet_uv_transport *t,
+                            const Ratchet__V1__Frame *f);
+void ratchet__pool_on_end(ratchet_uv_transport *t, int err);
+void ratchet__pool_on_drain(ratchet_uv_transport *t);
+void ratchet__pool_proc_try_finalize(proc *p);
+void ratchet__pool_slot_start_failed(slot *s, int err);
 
 #endif

@@ -7,8 +7,8 @@
  * session and process group), but no hook to run code in the child, so it
  * cannot set PR_SET_PDEATHSIG, and it cannot fork without exec at all. Both
  * modes therefore share this fork-based path, and the pool reaps its own pids
- * (pool.c). It follows uv_spawn's discipline: every signal is blocked around
- * fork() so that no handler of the parent (libuv's included, which would
+ * (pool_proc.c). It follows uv_spawn's discipline: every signal is blocked
+ * around fork() so that no handler of the parent (libuv's included, which would
  * write into the parent's signal pipe) runs in the child; the child resets
  * every disposition to SIG_DFL before unblocking. Between fork and exec the
  * child calls only async-signal-safe functions. A failed exec is reported

@@ -1,6 +1,6 @@
 /*
  * supervisor.c - the pool's restart decisions, kept apart from the plumbing
- * of pool.c so that the rules read in one place.
+ * of pool.c and its siblings so that the rules read in one place.
  *
  * The restart policy is a table, next[policy][how it ended] (s6-supervise's
  * actions[state][event]): PERMANENT restarts whatever happened, TRANSIENT
@@ -8,8 +8,10 @@
  * never restarted. The intensity limit is a ring of the last `max` restart
  * times: a new restart while the oldest of them is still within the period
  * is one too many (Erlang/OTP's MaxR in MaxT). The flapping rule, which
- * needs the worker's history, lives in pool.c next to the counters it reads.
+ * needs the worker's history, lives in pool_frames.c next to the counters it
+ * reads.
  */
+#define _GNU_SOURCE /* pool_internal.h includes uv.h, which needs POSIX */
 #include <errno.h>
 
 #include "pool_internal.h"
