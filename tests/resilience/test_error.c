@@ -44,6 +44,7 @@ static void test_own_codes(void **state) {
 static void test_errno_pass_through(void **state) {
   (void)state;
   assert_false(RATCHET_ERR_IS_OWN(-EINVAL));
+  assert_false(RATCHET_ERR_IS_OWN(-30799)); /* LMDB's MDB_KEYEXIST */
   assert_string_equal(ratchet_err_name(-EINVAL), "EINVAL");
   assert_string_equal(ratchet_err_name(-ENOMEM), "ENOMEM");
   assert_string_equal(ratchet_strerror(-EINVAL), strerror(EINVAL));

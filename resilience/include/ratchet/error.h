@@ -52,8 +52,10 @@ typedef enum ratchet_errno {
 #undef RATCHET__ERR_ENUM
 } ratchet_errno;
 
-/* RATCHET_ERR_IS_OWN(err) is true when err is one of ratchet's own codes. */
-#define RATCHET_ERR_IS_OWN(err) ((err) <= -30000 && (err) > -31000)
+/* RATCHET_ERR_IS_OWN(err) is true when err lies in ratchet's own blocks
+ * (-30000 .. -30499). LMDB's codes (-30799 .. -30780) lie just below; the
+ * caching library maps them and never returns them. */
+#define RATCHET_ERR_IS_OWN(err) ((err) <= -30000 && (err) > -30500)
 
 /*
  * Returns a message for err: ratchet's own text for its codes, the C
