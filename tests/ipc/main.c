@@ -1,17 +1,12 @@
 /*
  * main.c - runs every ipc test group, or only those named on the command
  * line (`test-ipc frame`). A test that needs a child process runs this
- * binary again with "--child NAME" first (see children[] below).
+ * binary again with "--child NAME" first: groups that need one add a line to
+ * children[] and implement it in their file.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "testutil.h"
 
-static const struct {
-  const char *name;
-  int (*run)(void);
-} groups[] = {
+static const tu_group groups[] = {
     {"frame", test_frame},
     {"codec", test_codec},
     {"fd_transport", test_fd_transport},
@@ -19,22 +14,14 @@ static const struct {
     {"interop", test_interop},
 };
 
+static const tu_child children[] = {
+    {"fd_slow_writer", tu_child_fd_slow_writer},
+    {"fd_flood", tu_child_fd_flood},
+    {"fd_signal_write", tu_child_fd_signal_write},
+    {"fd_read_check", tu_child_fd_read_check},
+};
+
 int main(int argc, char **argv) {
-  int failed = 0, ran = 0;
-  if (argc > 2 && strcmp(argv[1], "--child") == 0)
-    return tu_child_main(argv[2], argc - 3, argv + 3);
-  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-    int wanted = argc < 2;
-    for (int a = 1; a < argc; a++)
-      wanted |= strcmp(argv[a], groups[i].name) == 0;
-    if (!wanted)
-      continue;
-    failed += groups[i].run();
-    ran++;
-  }
-  if (ran == 0) {
-    fprintf(stderr, "test-ipc: no test group matches the arguments\\n");
-    return 2;
-  }
-  return failed == 0 ? 0 : 1;
+  return tu_main("test-ipc", groups, TU_ARRAY_LEN(groups), children,
+                 TU_ARRAY_LEN(children), argc, argv);
 }

@@ -34,60 +34,12 @@
 #include "ratchet/codec.h"
 #include "ratchet/error.h"
 #include "ratchet/transport.h"
+#include "ipc_testutil.h"
 #include "testutil.h"
 
 #define BIG_PAYLOAD ((size_t)1 << 20)
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static uint8_t pattern(size_t i, uint64_t seed) {
-  return (uint8_t)((i * 131u + seed * 7u) & 0xff);
-}
-
-static void fill(uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    p[i] = pattern(i, seed);
-}
-
-static int check(const uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] != pattern(i, seed))
-      return 0;
-  return 1;
-}
-
-/* A frame and its message, filled by the make_* helpers. */
-typedef struct msg {
-  Ratchet__V1__Frame f;
-  union {
-    Ratchet__V1__Task task;
-    Ratchet__V1__Ping ping;
-    Ratchet__V1__Hello hello;
-  } u;
-} msg;
-
-static const Ratchet__V1__Frame *make_ping(msg *m, uint64_t seq) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__ping__init(&m->u.ping);
-  m->u.ping.seq = seq;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_PING;
-  m->f.ping = &m->u.ping;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_task(msg *m, uint64_t id, uint8_t *data,
-                                           size_t len) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__task__init(&m->u.task);
-  m->u.task.id = id;
-  m->u.task.attempt = 1;
-  m->u.task.kind = (char *)"echo";
-  m->u.task.payload.data = data;
-  m->u.task.payload.len = len;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_TASK;
-  m->f.task = &m->u.task;
-  return &m->f;
-}
 
 static void make_pipe(int p[2]) {
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -194,10 +146,10 @@ static void catch_usr1(struct sigaction *old) {
 int tu_child_fd_slow_writer(int argc, char **argv) {
   int n = argc > 0 ? atoi(argv[0]) : 3;
   for (int i = 1; i <= n; i++) {
-    msg m;
+    tu_msg m;
     uint8_t buf[32];
     size_t len = 0;
-    if (ratchet_codec_write(make_ping(&m, (uint64_t)i), 0, buf, sizeof buf,
+    if (ratchet_codec_write(tu_make_ping(&m, (uint64_t)i), 0, buf, sizeof buf,
                             &len) != 0)
       return 1;
     for (size_t k = 0; k < len; k++) {
@@ -211,7 +163,7 @@ int tu_child_fd_slow_writer(int argc, char **argv) {
 }
 
 /* Sends argv[0] Task frames, ids 0..n-1, payload i % 700 bytes of
- * pattern(., i), as fast as the pipe takes them. */
+ * tu_pattern(., i), as fast as the pipe takes them. */
 int tu_child_fd_flood(int argc, char **argv) {
   int n = argc > 0 ? atoi(argv[0]) : 1000;
   ratchet_fd_transport *t;
@@ -220,10 +172,11 @@ int tu_child_fd_flood(int argc, char **argv) {
   uint8_t payload[700];
   int rc = 0;
   for (int i = 0; i < n && rc == 0; i++) {
-    msg m;
+    tu_msg m;
     size_t len = (size_t)i % sizeof payload;
-    fill(payload, len, (uint64_t)i);
-    rc = ratchet_fd_transport_send(t, make_task(&m, (uint64_t)i, payload, len));
+    tu_fill(payload, len, (uint64_t)i);
+    rc = ratchet_fd_transport_send(t,
+                                   tu_make_task(&m, (uint64_t)i, payload, len));
   }
   ratchet_fd_transport_free(t);
   return rc == 0 ? 0 : 1;
@@ -240,10 +193,10 @@ int tu_child_fd_signal_write(int argc, char **argv) {
   wait_parent_took(SIGUSR1);
   wait_parent_blocked();
   ratchet_fd_transport *t;
-  msg m;
+  tu_msg m;
   if (ratchet_fd_transport_new(-1, 1, NULL, &t) != 0)
     return 1;
-  int rc = ratchet_fd_transport_send(t, make_ping(&m, 42));
+  int rc = ratchet_fd_transport_send(t, tu_make_ping(&m, 42));
   ratchet_fd_transport_free(t);
   return rc == 0 ? 0 : 1;
 }
@@ -264,7 +217,7 @@ int tu_child_fd_read_check(int argc, char **argv) {
   int ok = ratchet_fd_transport_recv(t, &f) == 0 &&
            f->msg_case == RATCHET__V1__FRAME__MSG_TASK &&
            f->task->payload.len == BIG_PAYLOAD &&
-           check(f->task->payload.data, BIG_PAYLOAD, 9) &&
+           tu_check(f->task->payload.data, BIG_PAYLOAD, 9) &&
            ratchet_fd_transport_recv(t, &f) == RATCHET_EEOF;
   ratchet_fd_transport_free(t);
   return ok ? 0 : 1;
@@ -278,8 +231,8 @@ static void test_frames_over_pipe(void **state) {
   make_pipe(p);
   ratchet_fd_transport *w = make(-1, p[1], 0), *r = make(p[0], -1, 0);
   uint8_t payload[256];
-  fill(payload, sizeof payload, 1);
-  msg m;
+  tu_fill(payload, sizeof payload, 1);
+  tu_msg m;
 
   /* A Task with a binary payload and metadata, a Ping, an empty Shutdown
    * and a Hello, in one go: several frames per read(2). */
@@ -287,11 +240,11 @@ static void test_frames_over_pipe(void **state) {
   e.key = (char *)"k\xc3\xa9y";
   e.value = (char *)"v";
   Ratchet__V1__Task__MetadataEntry *entries[] = {&e};
-  make_task(&m, 7, payload, sizeof payload);
+  tu_make_task(&m, 7, payload, sizeof payload);
   m.u.task.n_metadata = 1;
   m.u.task.metadata = entries;
   assert_int_equal(ratchet_fd_transport_send(w, &m.f), 0);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 99)), 0);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 99)), 0);
   Ratchet__V1__Frame sf = RATCHET__V1__FRAME__INIT;
   Ratchet__V1__Shutdown sd = RATCHET__V1__SHUTDOWN__INIT;
   sf.msg_case = RATCHET__V1__FRAME__MSG_SHUTDOWN;
@@ -328,11 +281,11 @@ static void test_socketpair_both_ways(void **state) {
   int s[2];
   make_socketpair(s);
   ratchet_fd_transport *a = make(s[0], s[0], 0), *b = make(s[1], s[1], 0);
-  msg m;
+  tu_msg m;
   const Ratchet__V1__Frame *f;
   uint8_t payload[3] = {1, 2, 3};
-  assert_int_equal(ratchet_fd_transport_send(a, make_task(&m, 1, payload, 3)),
-                   0);
+  assert_int_equal(
+      ratchet_fd_transport_send(a, tu_make_task(&m, 1, payload, 3)), 0);
   assert_int_equal(ratchet_fd_transport_recv(b, &f), 0);
   assert_int_equal(f->task->id, 1);
 
@@ -355,8 +308,8 @@ static void test_socketpair_both_ways(void **state) {
   ratchet_fd_transport_free(b);
   close(s[1]);
   void (*old)(int) = signal(SIGPIPE, SIG_DFL);
-  assert_int_equal(ratchet_fd_transport_send(a, make_ping(&m, 1)), -EPIPE);
-  assert_int_equal(ratchet_fd_transport_send(a, make_ping(&m, 2)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(a, tu_make_ping(&m, 1)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(a, tu_make_ping(&m, 2)), -EPIPE);
   signal(SIGPIPE, old);
   assert_int_equal(ratchet_fd_transport_recv(a, &f), RATCHET_EEOF);
   ratchet_fd_transport_free(a);
@@ -372,11 +325,11 @@ static void test_truncated(void **state) {
     make_pipe(in);
     make_pipe(back);
     ratchet_fd_transport *r = make(in[0], back[1], 0);
-    msg m;
+    tu_msg m;
     uint8_t bytes[512], payload[200];
-    fill(payload, sizeof payload, 3);
-    size_t n1 = encode(make_ping(&m, 5), bytes, sizeof bytes);
-    size_t n2 = encode(make_task(&m, 6, payload, sizeof payload), bytes + n1,
+    tu_fill(payload, sizeof payload, 3);
+    size_t n1 = encode(tu_make_ping(&m, 5), bytes, sizeof bytes);
+    size_t n2 = encode(tu_make_task(&m, 6, payload, sizeof payload), bytes + n1,
                        sizeof bytes - n1);
     size_t cut = cut_in_prefix ? 1 : n2 / 2; /* prefix of 200+ is 2 bytes */
     write_raw(in[1], bytes, n1 + cut);
@@ -429,11 +382,11 @@ static void test_bad_input(void **state) {
     make_pipe(in);
     make_pipe(back);
     ratchet_fd_transport *r = make(in[0], back[1], 1024);
-    msg m;
+    tu_msg m;
     uint8_t good[32];
-    write_raw(in[1], good, encode(make_ping(&m, 1), good, sizeof good));
+    write_raw(in[1], good, encode(tu_make_ping(&m, 1), good, sizeof good));
     write_raw(in[1], cases[i].bytes, cases[i].len);
-    write_raw(in[1], good, encode(make_ping(&m, 2), good, sizeof good));
+    write_raw(in[1], good, encode(tu_make_ping(&m, 2), good, sizeof good));
 
     const Ratchet__V1__Frame *f;
     assert_int_equal(ratchet_fd_transport_recv(r, &f), 0);
@@ -479,25 +432,26 @@ static void test_send_refused(void **state) {
   make_pipe(p);
   ratchet_fd_transport *w = make(-1, p[1], 64), *r = make(p[0], -1, 0);
   Ratchet__V1__Frame empty = RATCHET__V1__FRAME__INIT;
-  msg m;
+  tu_msg m;
   uint8_t payload[100] = {0};
   assert_int_equal(ratchet_fd_transport_send(w, &empty), RATCHET_EFRAME_EMPTY);
-  assert_int_equal(ratchet_fd_transport_send(w, make_task(&m, 1, payload, 100)),
-                   RATCHET_EFRAME_TOO_BIG);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 3)), 0);
+  assert_int_equal(
+      ratchet_fd_transport_send(w, tu_make_task(&m, 1, payload, 100)),
+      RATCHET_EFRAME_TOO_BIG);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 3)), 0);
   const Ratchet__V1__Frame *f;
   assert_int_equal(ratchet_fd_transport_recv(r, &f), 0);
   assert_int_equal(f->ping->seq, 3);
   /* The peer announced a larger limit: the same Task now goes. */
   assert_int_equal(ratchet_fd_transport_set_send_limit(w, 1000), 0);
-  assert_int_equal(ratchet_fd_transport_send(w, make_task(&m, 1, payload, 100)),
-                   0);
+  assert_int_equal(
+      ratchet_fd_transport_send(w, tu_make_task(&m, 1, payload, 100)), 0);
   assert_int_equal(ratchet_fd_transport_recv(r, &f), 0);
   assert_int_equal(f->task->payload.len, 100);
   assert_int_equal(ratchet_fd_transport_set_send_limit(w, SIZE_MAX), -EINVAL);
   assert_int_equal(ratchet_fd_transport_set_send_limit(NULL, 0), -EINVAL);
 
-  assert_int_equal(ratchet_fd_transport_send(r, make_ping(&m, 1)), -EBADF);
+  assert_int_equal(ratchet_fd_transport_send(r, tu_make_ping(&m, 1)), -EBADF);
   assert_int_equal(ratchet_fd_transport_recv(w, &f), -EBADF);
   assert_int_equal(ratchet_fd_transport_send(NULL, &m.f), -EINVAL);
   assert_int_equal(ratchet_fd_transport_recv(r, NULL), -EINVAL);
@@ -522,11 +476,11 @@ static void test_epipe_pipe(void **state) {
   make_pipe(p);
   close(p[0]);
   ratchet_fd_transport *w = make(-1, p[1], 0);
-  msg m;
+  tu_msg m;
   sigset_t before, after, pending;
   pthread_sigmask(SIG_SETMASK, NULL, &before);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 1)), -EPIPE);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 1)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 1)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 1)), -EPIPE);
   pthread_sigmask(SIG_SETMASK, NULL, &after);
   assert_int_equal(sigismember(&after, SIGPIPE), sigismember(&before, SIGPIPE));
   sigpending(&pending);
@@ -540,7 +494,7 @@ static void test_epipe_pipe(void **state) {
   pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
   raise(SIGPIPE);
   w = make(-1, p[1], 0);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 1)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 1)), -EPIPE);
   sigpending(&pending);
   assert_int_equal(sigismember(&pending, SIGPIPE), 1);
   static const struct timespec zero = {0, 0};
@@ -553,7 +507,7 @@ static void test_epipe_pipe(void **state) {
   ratchet_fd_transport_options o = RATCHET_FD_TRANSPORT_OPTIONS_INIT;
   o.allow_sigpipe = true;
   assert_int_equal(ratchet_fd_transport_new(-1, p[1], &o, &w), 0);
-  assert_int_equal(ratchet_fd_transport_send(w, make_ping(&m, 1)), -EPIPE);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_ping(&m, 1)), -EPIPE);
   ratchet_fd_transport_free(w);
   signal(SIGPIPE, old);
   close(p[1]);
@@ -603,7 +557,7 @@ static void test_flood(void **state) {
     assert_int_equal(f->task->id, (uint64_t)i);
     assert_int_equal(f->task->payload.len, (size_t)i % 700);
     assert_true(
-        check(f->task->payload.data, f->task->payload.len, (uint64_t)i));
+        tu_check(f->task->payload.data, f->task->payload.len, (uint64_t)i));
   }
   allocs = tu_alloc_count();
   tu_alloc_uninstall();
@@ -652,10 +606,11 @@ static void test_eintr_partial_write(void **state) {
   ratchet_fd_transport *w = make(-1, p[1], 0);
   uint8_t *payload = malloc(BIG_PAYLOAD);
   assert_non_null(payload);
-  fill(payload, BIG_PAYLOAD, 9);
-  msg m;
+  tu_fill(payload, BIG_PAYLOAD, 9);
+  tu_msg m;
   assert_int_equal(
-      ratchet_fd_transport_send(w, make_task(&m, 1, payload, BIG_PAYLOAD)), 0);
+      ratchet_fd_transport_send(w, tu_make_task(&m, 1, payload, BIG_PAYLOAD)),
+      0);
   ratchet_fd_transport_free(w);
   close(p[1]);
   assert_int_equal(tu_wait(pid), 0);
@@ -693,10 +648,11 @@ static void test_nonblocking_fds(void **state) {
   ratchet_fd_transport *w = make(-1, p[1], 0);
   uint8_t *payload = malloc(BIG_PAYLOAD);
   assert_non_null(payload);
-  fill(payload, BIG_PAYLOAD, 9);
-  msg m;
+  tu_fill(payload, BIG_PAYLOAD, 9);
+  tu_msg m;
   assert_int_equal(
-      ratchet_fd_transport_send(w, make_task(&m, 1, payload, BIG_PAYLOAD)), 0);
+      ratchet_fd_transport_send(w, tu_make_task(&m, 1, payload, BIG_PAYLOAD)),
+      0);
   ratchet_fd_transport_free(w);
   close(p[1]);
   assert_int_equal(tu_wait(pid), 0);
@@ -714,10 +670,10 @@ static void test_unpacker(void **state) {
   uint8_t *bytes = malloc(BIG_PAYLOAD + 64);
   assert_non_null(payload);
   assert_non_null(bytes);
-  fill(payload, BIG_PAYLOAD, 4);
-  msg m;
-  size_t n =
-      encode(make_task(&m, 3, payload, BIG_PAYLOAD), bytes, BIG_PAYLOAD + 64);
+  tu_fill(payload, BIG_PAYLOAD, 4);
+  tu_msg m;
+  size_t n = encode(tu_make_task(&m, 3, payload, BIG_PAYLOAD), bytes,
+                    BIG_PAYLOAD + 64);
   /* Skip the 3-byte prefix of a 1 MiB + few bytes body. */
   const Ratchet__V1__Frame *f;
   for (int round = 0; round < 3; round++) {
@@ -726,7 +682,7 @@ static void test_unpacker(void **state) {
     assert_int_equal(ratchet_unpacker_unpack(u, bytes + 3, n - 3, &f), 0);
     assert_int_equal(f->task->id, 3);
     assert_int_equal(f->task->payload.len, BIG_PAYLOAD);
-    assert_true(check(f->task->payload.data, BIG_PAYLOAD, 4));
+    assert_true(tu_check(f->task->payload.data, BIG_PAYLOAD, 4));
   }
   assert_int_equal(tu_alloc_count(), 0); /* the third, warm, round */
   tu_alloc_uninstall();
@@ -734,7 +690,7 @@ static void test_unpacker(void **state) {
   /* After a window of 64 small frames that follows the window holding the
    * large ones, the arena shrinks (one realloc); small frames work on. */
   uint8_t small[32];
-  size_t sn = encode(make_ping(&m, 8), small, sizeof small);
+  size_t sn = encode(tu_make_ping(&m, 8), small, sizeof small);
   tu_alloc_install(SIZE_MAX);
   for (int i = 0; i < 200; i++) {
     assert_int_equal(ratchet_unpacker_unpack(u, small + 1, sn - 1, &f), 0);
@@ -798,8 +754,8 @@ static void test_allocation_failure(void **state) {
   assert_int_equal(ratchet_unpacker_new(&u), 0);
   uint8_t *payload = calloc(1, 8192), bytes[8300];
   assert_non_null(payload);
-  msg m;
-  size_t n = encode(make_task(&m, 1, payload, 8192), bytes, sizeof bytes);
+  tu_msg m;
+  size_t n = encode(tu_make_task(&m, 1, payload, 8192), bytes, sizeof bytes);
   const Ratchet__V1__Frame *f;
   tu_alloc_install(0);
   assert_int_equal(ratchet_unpacker_unpack(u, bytes + 2, n - 2, &f), -ENOMEM);

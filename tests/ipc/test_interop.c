@@ -31,6 +31,7 @@
 #include "ratchet/codec.h"
 #include "ratchet/error.h"
 #include "ratchet/transport.h"
+#include "ipc_testutil.h"
 #include "testutil.h"
 
 #define PYTHON    RATCHET_TEST_PYTHON
@@ -39,22 +40,6 @@
 #define PB2_DIR   RATCHET_TEST_PB2_DIR
 
 /* ---- helpers ---------------------------------------------------------- */
-
-static uint8_t pattern(size_t i, uint64_t seed) {
-  return (uint8_t)((i * 131u + seed * 7u) & 0xff);
-}
-
-static void fill(uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    p[i] = pattern(i, seed);
-}
-
-static int check(const uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] != pattern(i, seed))
-      return 0;
-  return 1;
-}
 
 /* Runs argv with stdout and stderr into a pipe; returns the exit status
  * and prints the output if it is not `want`. */
@@ -114,17 +99,7 @@ static pid_t start_py_worker(const char *max_frame, int *to, int *from) {
   return pid;
 }
 
-typedef struct msg {
-  Ratchet__V1__Frame f;
-  union {
-    Ratchet__V1__Task task;
-    Ratchet__V1__Ping ping;
-    Ratchet__V1__Hello hello;
-    Ratchet__V1__Shutdown shutdown;
-  } u;
-} msg;
-
-static const Ratchet__V1__Frame *make_hello(msg *m, uint32_t version) {
+static const Ratchet__V1__Frame *make_hello(tu_msg *m, uint32_t version) {
   ratchet__v1__frame__init(&m->f);
   ratchet__v1__hello__init(&m->u.hello);
   m->u.hello.protocol_version = version;
@@ -135,50 +110,6 @@ static const Ratchet__V1__Frame *make_hello(msg *m, uint32_t version) {
   m->f.msg_case = RATCHET__V1__FRAME__MSG_HELLO;
   m->f.hello = &m->u.hello;
   return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_task(msg *m, uint64_t id, uint8_t *data,
-                                           size_t len) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__task__init(&m->u.task);
-  m->u.task.id = id;
-  m->u.task.attempt = 1;
-  m->u.task.kind = (char *)"echo";
-  m->u.task.payload.data = data;
-  m->u.task.payload.len = len;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_TASK;
-  m->f.task = &m->u.task;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_ping(msg *m, uint64_t seq) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__ping__init(&m->u.ping);
-  m->u.ping.seq = seq;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_PING;
-  m->f.ping = &m->u.ping;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_shutdown(msg *m) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__shutdown__init(&m->u.shutdown);
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_SHUTDOWN;
-  m->f.shutdown = &m->u.shutdown;
-  return &m->f;
-}
-
-static int group_setup(void **state) {
-  static void (*old)(int);
-  old = signal(SIGPIPE, SIG_IGN);
-  *state = &old;
-  return 0;
-}
-
-static int group_teardown(void **state) {
-  void (**old)(int) = *state;
-  signal(SIGPIPE, *old);
-  return 0;
 }
 
 /* ---- prerequisites ------------------------------------------------------ */
@@ -252,7 +183,7 @@ static size_t payload_len(uint64_t id) {
 
 static void orch_frame(ratchet_uv_transport *t, const Ratchet__V1__Frame *f) {
   orch *o = ratchet_uv_transport_data(t);
-  msg m;
+  tu_msg m;
   uint8_t payload[3000];
   switch (f->msg_case) {
   case RATCHET__V1__FRAME__MSG_READY: {
@@ -266,9 +197,9 @@ static void orch_frame(ratchet_uv_transport *t, const Ratchet__V1__Frame *f) {
     for (uint64_t id = 0; id < TASKS; id++) {
       size_t len = payload_len(id);
       if (id != 1)
-        fill(payload, len, id);
+        tu_fill(payload, len, id);
       if (ratchet_uv_transport_send(
-              t, make_task(&m, id, id == 1 ? o->big : payload, len)) < 0)
+              t, tu_make_task(&m, id, id == 1 ? o->big : payload, len)) < 0)
         o->bad++;
     }
     break;
@@ -278,16 +209,17 @@ static void orch_frame(ratchet_uv_transport *t, const Ratchet__V1__Frame *f) {
     uint64_t id = o->results++;
     if (r->id != id || r->status != RATCHET__V1__STATUS__STATUS_OK ||
         r->attempt != 1 || r->output.len != payload_len(id) ||
-        !check(r->output.data, r->output.len, id))
+        !tu_check(r->output.data, r->output.len, id))
       o->bad++;
-    if (o->results == TASKS && ratchet_uv_transport_send(t, make_ping(&m, 9)))
+    if (o->results == TASKS &&
+        ratchet_uv_transport_send(t, tu_make_ping(&m, 9)))
       o->bad++;
     break;
   }
   case RATCHET__V1__FRAME__MSG_PONG:
     o->pong_ok = f->pong->seq == 9 && f->pong->stats != NULL &&
                  f->pong->stats->tasks_done == TASKS;
-    if (ratchet_uv_transport_send(t, make_shutdown(&m)) != 0)
+    if (ratchet_uv_transport_send(t, tu_make_shutdown(&m)) != 0)
       o->bad++;
     break;
   default:
@@ -323,7 +255,7 @@ static void test_uv_orchestrates_py_worker(void **state) {
   memset(&o, 0, sizeof o);
   o.big = malloc((size_t)1 << 20);
   assert_non_null(o.big);
-  fill(o.big, (size_t)1 << 20, 1);
+  tu_fill(o.big, (size_t)1 << 20, 1);
   uv_pipe_init(&loop, &o.to, 0);
   uv_pipe_init(&loop, &o.from, 0);
   uv_stdio_container_t stdio[3];
@@ -361,7 +293,7 @@ static void test_uv_orchestrates_py_worker(void **state) {
                                             (uv_stream_t *)&o.to, NULL, &cbs,
                                             &o, &o.t),
                    0);
-  msg m;
+  tu_msg m;
   assert_int_equal(ratchet_uv_transport_send(o.t, make_hello(&m, 1)), 0);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&loop), 0);
@@ -389,7 +321,7 @@ static void test_fd_round_trip_py_worker(void **state) {
   assert_int_equal(ratchet_fd_transport_new(-1, to, NULL, &w), 0);
   assert_int_equal(ratchet_fd_transport_new(from, -1, NULL, &r), 0);
   const Ratchet__V1__Frame *f;
-  msg m;
+  tu_msg m;
   assert_int_equal(ratchet_fd_transport_send(w, make_hello(&m, 1)), 0);
   assert_int_equal(ratchet_fd_transport_recv(r, &f), 0);
   assert_int_equal(f->msg_case, RATCHET__V1__FRAME__MSG_READY);
@@ -405,7 +337,7 @@ static void test_fd_round_trip_py_worker(void **state) {
   e1.value = (char *)"\xe2\x9c\x93";
   e2.key = (char *)"empty";
   Ratchet__V1__Task__MetadataEntry *md[] = {&e1, &e2};
-  make_task(&m, 77, payload, sizeof payload);
+  tu_make_task(&m, 77, payload, sizeof payload);
   m.u.task.metadata = md;
   m.u.task.n_metadata = 2;
   m.u.task.deadline_unix_ms = UINT64_MAX;
@@ -417,7 +349,7 @@ static void test_fd_round_trip_py_worker(void **state) {
   assert_int_equal(f->result->output.len, sizeof payload);
   assert_memory_equal(f->result->output.data, payload, sizeof payload);
 
-  assert_int_equal(ratchet_fd_transport_send(w, make_shutdown(&m)), 0);
+  assert_int_equal(ratchet_fd_transport_send(w, tu_make_shutdown(&m)), 0);
   assert_int_equal(ratchet_fd_transport_recv(r, &f), RATCHET_EEOF);
   assert_int_equal(tu_wait(pid), 0);
   ratchet_fd_transport_free(w);
@@ -438,7 +370,7 @@ static void test_py_worker_refuses(void **state) {
     assert_int_equal(ratchet_fd_transport_new(-1, to, NULL, &w), 0);
     assert_int_equal(ratchet_fd_transport_new(from, -1, NULL, &r), 0);
     const Ratchet__V1__Frame *f;
-    msg m;
+    tu_msg m;
     int want = -1;
     if (scenario == 0) {
       assert_int_equal(ratchet_fd_transport_send(w, make_hello(&m, 2)), 0);
@@ -450,7 +382,8 @@ static void test_py_worker_refuses(void **state) {
       if (scenario == 1) {
         static uint8_t big[5000];
         assert_int_equal(
-            ratchet_fd_transport_send(w, make_task(&m, 1, big, sizeof big)), 0);
+            ratchet_fd_transport_send(w, tu_make_task(&m, 1, big, sizeof big)),
+            0);
         want = RATCHET__V1__ERROR_CODE__ERROR_FRAME;
       } else if (scenario == 2) {
         static const uint8_t garbage[] = {3, 0xff, 0xff, 0xff};
@@ -485,6 +418,6 @@ int test_interop(void) {
       cmocka_unit_test(test_fd_round_trip_py_worker),
       cmocka_unit_test(test_py_worker_refuses),
   };
-  return cmocka_run_group_tests_name("interop", tests, group_setup,
-                                     group_teardown);
+  return cmocka_run_group_tests_name("interop", tests, tu_sigpipe_setup,
+                                     tu_sigpipe_teardown);
 }

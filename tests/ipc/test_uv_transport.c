@@ -33,61 +33,12 @@
 #include "ratchet/codec.h"
 #include "ratchet/error.h"
 #include "ratchet/transport.h"
+#include "ipc_testutil.h"
 #include "testutil.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static uint8_t pattern(size_t i, uint64_t seed) {
-  return (uint8_t)((i * 131u + seed * 7u) & 0xff);
-}
-
-static void fill(uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    p[i] = pattern(i, seed);
-}
-
-static int check(const uint8_t *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++)
-    if (p[i] != pattern(i, seed))
-      return 0;
-  return 1;
-}
-
-typedef struct msg {
-  Ratchet__V1__Frame f;
-  union {
-    Ratchet__V1__Task task;
-    Ratchet__V1__Ping ping;
-    Ratchet__V1__Hello hello;
-    Ratchet__V1__Ready ready;
-    Ratchet__V1__Shutdown shutdown;
-  } u;
-} msg;
-
-static const Ratchet__V1__Frame *make_ping(msg *m, uint64_t seq) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__ping__init(&m->u.ping);
-  m->u.ping.seq = seq;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_PING;
-  m->f.ping = &m->u.ping;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_task(msg *m, uint64_t id, uint8_t *data,
-                                           size_t len) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__task__init(&m->u.task);
-  m->u.task.id = id;
-  m->u.task.attempt = 1;
-  m->u.task.kind = (char *)"echo";
-  m->u.task.payload.data = data;
-  m->u.task.payload.len = len;
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_TASK;
-  m->f.task = &m->u.task;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_hello(msg *m) {
+static const Ratchet__V1__Frame *make_hello(tu_msg *m) {
   ratchet__v1__frame__init(&m->f);
   ratchet__v1__hello__init(&m->u.hello);
   m->u.hello.protocol_version = RATCHET_PROTOCOL_VERSION;
@@ -96,14 +47,6 @@ static const Ratchet__V1__Frame *make_hello(msg *m) {
   m->u.hello.pipeline_depth = 1000;
   m->f.msg_case = RATCHET__V1__FRAME__MSG_HELLO;
   m->f.hello = &m->u.hello;
-  return &m->f;
-}
-
-static const Ratchet__V1__Frame *make_shutdown(msg *m) {
-  ratchet__v1__frame__init(&m->f);
-  ratchet__v1__shutdown__init(&m->u.shutdown);
-  m->f.msg_case = RATCHET__V1__FRAME__MSG_SHUTDOWN;
-  m->f.shutdown = &m->u.shutdown;
   return &m->f;
 }
 
@@ -231,19 +174,6 @@ static int read_error_code(int fd) {
   return code;
 }
 
-static int group_setup(void **state) {
-  static void (*old)(int);
-  old = signal(SIGPIPE, SIG_IGN);
-  *state = &old;
-  return 0;
-}
-
-static int group_teardown(void **state) {
-  void (**old)(int) = *state;
-  signal(SIGPIPE, *old);
-  return 0;
-}
-
 /* ---- two transports: handshake ---------------------------------------- */
 
 static void worker_answers(side *s, const Ratchet__V1__Frame *f) {
@@ -251,7 +181,7 @@ static void worker_answers(side *s, const Ratchet__V1__Frame *f) {
     s->bad++;
     return;
   }
-  msg m;
+  tu_msg m;
   ratchet__v1__frame__init(&m.f);
   ratchet__v1__ready__init(&m.u.ready);
   m.u.ready.protocol_version = RATCHET_PROTOCOL_VERSION;
@@ -279,7 +209,7 @@ static void test_handshake(void **state) {
   side_open(&loop, &b, sp[1], NULL);
   a.frame_hook = orchestrator_done;
   b.frame_hook = worker_answers;
-  msg m;
+  tu_msg m;
   assert_int_equal(ratchet_uv_transport_send(a.t, make_hello(&m)), 0);
   assert_ptr_equal(ratchet_uv_transport_data(a.t), &a);
   loop_done(&loop);
@@ -360,7 +290,7 @@ typedef struct echo_run {
  * transport queues) -> results in order -> Ping -> Pong -> Shutdown. */
 static void echo_orchestrate(side *s, const Ratchet__V1__Frame *f) {
   echo_run *r = s->ctx;
-  msg m;
+  tu_msg m;
   uint8_t payload[600];
   switch (f->msg_case) {
   case RATCHET__V1__FRAME__MSG_READY:
@@ -369,9 +299,9 @@ static void echo_orchestrate(side *s, const Ratchet__V1__Frame *f) {
     for (uint64_t id = 0; id < ECHO_TASKS; id++) {
       size_t len = id == 0 ? (size_t)1 << 20 : (size_t)(id % 600);
       if (id > 0)
-        fill(payload, len, id);
+        tu_fill(payload, len, id);
       if (ratchet_uv_transport_send(
-              s->t, make_task(&m, id, id == 0 ? r->big : payload, len)) < 0)
+              s->t, tu_make_task(&m, id, id == 0 ? r->big : payload, len)) < 0)
         s->bad++;
     }
     break;
@@ -381,17 +311,17 @@ static void echo_orchestrate(side *s, const Ratchet__V1__Frame *f) {
     size_t len = id == 0 ? (size_t)1 << 20 : (size_t)(id % 600);
     if (res->id != id || res->status != RATCHET__V1__STATUS__STATUS_OK ||
         res->output.len != len ||
-        !check(res->output.data, len, id == 0 ? 5 : id))
+        !tu_check(res->output.data, len, id == 0 ? 5 : id))
       s->bad++;
     if (r->results == ECHO_TASKS &&
-        ratchet_uv_transport_send(s->t, make_ping(&m, 77)) != 0)
+        ratchet_uv_transport_send(s->t, tu_make_ping(&m, 77)) != 0)
       s->bad++;
     break;
   }
   case RATCHET__V1__FRAME__MSG_PONG:
     r->pong = f->pong->seq == 77 && f->pong->stats != NULL &&
               f->pong->stats->tasks_done == ECHO_TASKS;
-    if (ratchet_uv_transport_send(s->t, make_shutdown(&m)) != 0)
+    if (ratchet_uv_transport_send(s->t, tu_make_shutdown(&m)) != 0)
       s->bad++;
     break;
   default:
@@ -412,8 +342,8 @@ static void test_child_worker(void **state) {
   spawn_side(&loop, &s, &pr, argv);
   r.big = malloc((size_t)1 << 20);
   assert_non_null(r.big);
-  fill(r.big, (size_t)1 << 20, 5);
-  msg m;
+  tu_fill(r.big, (size_t)1 << 20, 5);
+  tu_msg m;
   assert_int_equal(ratchet_uv_transport_send(s.t, make_hello(&m)), 0);
   loop_done(&loop);
   assert_int_equal(s.bad, 0);
@@ -451,7 +381,7 @@ static void count_in_order(side *s, const Ratchet__V1__Frame *f) {
       s->bad++;
   } else if (f->msg_case != RATCHET__V1__FRAME__MSG_TASK || f->task->id != i ||
              f->task->payload.len != i % 700 ||
-             !check(f->task->payload.data, f->task->payload.len, i)) {
+             !tu_check(f->task->payload.data, f->task->payload.len, i)) {
     s->bad++;
   }
 }
@@ -509,7 +439,7 @@ static void flood_receive(side *s, const Ratchet__V1__Frame *f) {
   uint64_t i = s->frames - 1;
   if (f->msg_case != RATCHET__V1__FRAME__MSG_TASK || f->task->id != i ||
       f->task->payload.len != FLOOD_PAYLOAD ||
-      !check(f->task->payload.data, FLOOD_PAYLOAD, i))
+      !tu_check(f->task->payload.data, FLOOD_PAYLOAD, i))
     s->bad++;
   flood_maybe_finish(s->ctx);
 }
@@ -521,10 +451,10 @@ static void flood_drained(side *s) {
     s->bad++;
   /* Sending again after the drain: accepted without backpressure. */
   uint8_t payload[FLOOD_PAYLOAD];
-  fill(payload, sizeof payload, FLOOD);
-  msg m;
+  tu_fill(payload, sizeof payload, FLOOD);
+  tu_msg m;
   fl->sent_after_drain = ratchet_uv_transport_send(
-      s->t, make_task(&m, FLOOD, payload, sizeof payload));
+      s->t, tu_make_task(&m, FLOOD, payload, sizeof payload));
   flood_maybe_finish(fl);
 }
 
@@ -546,13 +476,13 @@ static void test_flood_backpressure(void **state) {
   side_open(&loop, &b, sp[1], NULL);
 
   uint8_t payload[FLOOD_PAYLOAD];
-  msg m;
+  tu_msg m;
   int first_bp = -1, zeros_after = 0;
   size_t queued_at_bp = 0;
   for (int i = 0; i < FLOOD; i++) {
-    fill(payload, sizeof payload, (uint64_t)i);
+    tu_fill(payload, sizeof payload, (uint64_t)i);
     int rc = ratchet_uv_transport_send(
-        a.t, make_task(&m, (uint64_t)i, payload, sizeof payload));
+        a.t, tu_make_task(&m, (uint64_t)i, payload, sizeof payload));
     assert_true(rc == 0 || rc == RATCHET_UV_BACKPRESSURE);
     if (rc == RATCHET_UV_BACKPRESSURE && first_bp < 0) {
       first_bp = i;
@@ -641,9 +571,9 @@ static void test_read_stop_start(void **state) {
    * frames behind in the transport's buffer. */
   uint8_t bytes[100 * 8];
   size_t n = 0;
-  msg m;
+  tu_msg m;
   for (uint64_t i = 1; i <= 100; i++)
-    n += encode(make_ping(&m, i), bytes + n, sizeof bytes - n);
+    n += encode(tu_make_ping(&m, i), bytes + n, sizeof bytes - n);
   write_raw(sp[0], bytes, n);
   close(sp[0]);
   loop_done(&loop);
@@ -673,9 +603,9 @@ static void test_close_in_callback(void **state) {
   side_open(&loop, &s, sp[1], NULL);
   uint8_t bytes[10 * 8];
   size_t n = 0;
-  msg m;
+  tu_msg m;
   for (uint64_t i = 1; i <= 10; i++)
-    n += encode(make_ping(&m, i), bytes + n, sizeof bytes - n);
+    n += encode(tu_make_ping(&m, i), bytes + n, sizeof bytes - n);
   write_raw(sp[0], bytes, n);
   loop_done(&loop);
   assert_int_equal(s.frames, 3);
@@ -694,10 +624,10 @@ static void test_close_with_writes_queued(void **state) {
   side_open(&loop, &s, sp[0], NULL);
   uint8_t *big = calloc(1, (size_t)1 << 20);
   assert_non_null(big);
-  msg m;
+  tu_msg m;
   for (int i = 0; i < 8; i++)
     assert_true(ratchet_uv_transport_send(
-                    s.t, make_task(&m, (uint64_t)i, big, (size_t)1 << 20)) >=
+                    s.t, tu_make_task(&m, (uint64_t)i, big, (size_t)1 << 20)) >=
                 0);
   assert_true(ratchet_uv_transport_queued(s.t) > 0);
   side_close(&s);
@@ -711,9 +641,9 @@ static void test_close_with_writes_queued(void **state) {
 /* ---- a peer that misbehaves ------------------------------------------- */
 
 static void refused_after_end(side *s, int err) {
-  msg m;
+  tu_msg m;
   (void)err;
-  if (ratchet_uv_transport_send(s->t, make_ping(&m, 1)) != -EPIPE)
+  if (ratchet_uv_transport_send(s->t, tu_make_ping(&m, 1)) != -EPIPE)
     s->bad++;
   if (ratchet_uv_transport_read_start(s->t) != -EPIPE)
     s->bad++;
@@ -735,8 +665,8 @@ static void bad_peer(const uint8_t *bad, size_t len, size_t max, int err,
   o.max_frame_size = max;
   side_open(&loop, &s, sp[1], &o);
   uint8_t good[16];
-  msg m;
-  size_t gn = encode(make_ping(&m, 1), good, sizeof good);
+  tu_msg m;
+  size_t gn = encode(tu_make_ping(&m, 1), good, sizeof good);
   write_raw(sp[0], good, gn);
   write_raw(sp[0], bad, len);
   if (shut_after)
@@ -786,8 +716,8 @@ static void test_peer_error(void **state) {
   ratchet_buf buf = RATCHET_BUF_INIT;
   assert_int_equal(
       ratchet_codec_encode_error(&buf, RATCHET_EPROTO_VERSION, "v2", 0), 0);
-  msg m;
-  assert_int_equal(ratchet_codec_encode(&buf, make_ping(&m, 1), 0), 0);
+  tu_msg m;
+  assert_int_equal(ratchet_codec_encode(&buf, tu_make_ping(&m, 1), 0), 0);
   write_raw(sp[0], buf.data, buf.len);
   ratchet_buf_free(&buf);
   loop_done(&loop);
@@ -810,9 +740,9 @@ static void test_eof_between_frames(void **state) {
   side_open(&loop, &s, sp[1], NULL);
   uint8_t bytes[64];
   size_t n = 0;
-  msg m;
+  tu_msg m;
   for (uint64_t i = 1; i <= 3; i++)
-    n += encode(make_ping(&m, i), bytes + n, sizeof bytes - n);
+    n += encode(tu_make_ping(&m, i), bytes + n, sizeof bytes - n);
   write_raw(sp[0], bytes, n);
   close(sp[0]);
   loop_done(&loop);
@@ -836,22 +766,23 @@ static void test_send_refused(void **state) {
   side_open(&loop, &s, sp[0], &o);
   Ratchet__V1__Frame empty = RATCHET__V1__FRAME__INIT;
   uint8_t payload[100] = {0};
-  msg m;
+  tu_msg m;
   assert_int_equal(ratchet_uv_transport_send(s.t, &empty),
                    RATCHET_EFRAME_EMPTY);
-  assert_int_equal(
-      ratchet_uv_transport_send(s.t, make_task(&m, 1, payload, sizeof payload)),
-      RATCHET_EFRAME_TOO_BIG);
+  assert_int_equal(ratchet_uv_transport_send(
+                       s.t, tu_make_task(&m, 1, payload, sizeof payload)),
+                   RATCHET_EFRAME_TOO_BIG);
   assert_int_equal(ratchet_uv_transport_queued(s.t), 0);
   assert_int_equal(ratchet_uv_transport_set_send_limit(s.t, SIZE_MAX), -EINVAL);
   assert_int_equal(ratchet_uv_transport_set_send_limit(s.t, 1000), 0);
-  assert_int_equal(
-      ratchet_uv_transport_send(s.t, make_task(&m, 8, payload, sizeof payload)),
-      0);
-  assert_int_equal(ratchet_uv_transport_send(s.t, make_ping(&m, 9)), 0);
+  assert_int_equal(ratchet_uv_transport_send(
+                       s.t, tu_make_task(&m, 8, payload, sizeof payload)),
+                   0);
+  assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 9)), 0);
   assert_int_equal(
       ratchet_uv_transport_send_error(s.t, RATCHET_EPROTO_UNEXPECTED, "no"), 0);
-  assert_int_equal(ratchet_uv_transport_send(s.t, make_ping(&m, 10)), -EPIPE);
+  assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 10)),
+                   -EPIPE);
   assert_int_equal(ratchet_uv_transport_send_error(s.t, RATCHET_EEOF, NULL),
                    -EPIPE);
   side_close(&s);
@@ -886,12 +817,12 @@ static void test_write_error(void **state) {
   side s = {0};
   side_open2(&loop, &s, in[0], out[1]);
   close(out[0]);
-  msg m;
+  tu_msg m;
   /* libuv tries the write at once, and reports its failure from the loop. */
-  assert_int_equal(ratchet_uv_transport_send(s.t, make_ping(&m, 1)), 0);
+  assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 1)), 0);
   assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
-  assert_int_equal(ratchet_uv_transport_send(s.t, make_ping(&m, 2)), -EPIPE);
-  assert_int_equal(ratchet_uv_transport_send(s.t, make_ping(&m, 3)), -EPIPE);
+  assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 2)), -EPIPE);
+  assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 3)), -EPIPE);
   assert_int_equal(s.ends, 0);
   close(in[1]);
   loop_done(&loop);
@@ -987,6 +918,6 @@ int test_uv_transport(void) {
       cmocka_unit_test(test_write_error),
       cmocka_unit_test(test_arguments),
   };
-  return cmocka_run_group_tests_name("uv_transport", tests, group_setup,
-                                     group_teardown);
+  return cmocka_run_group_tests_name("uv_transport", tests, tu_sigpipe_setup,
+                                     tu_sigpipe_teardown);
 }

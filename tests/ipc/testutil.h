@@ -1,5 +1,7 @@
 /*
- * testutil.h - shared by the ipc test groups.
+ * testutil.h - shared by the ipc test groups. tu_self_path() and the
+ * counting, failure-injecting allocator (tu_alloc_*) are in tests/common;
+ * the frame helpers of the transport tests are in ipc_testutil.h.
  */
 #ifndef RATCHET_IPC_TESTUTIL_H
 #define RATCHET_IPC_TESTUTIL_H
@@ -7,35 +9,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "testsupport.h"
+
 /* One group per module, each returning its number of failures. */
 int test_frame(void);
 int test_codec(void);
 int test_fd_transport(void);
 int test_uv_transport(void);
 int test_interop(void);
-
-/* Entry point of a child process: the test binary re-run as
- * "--child NAME ARGS...". Returns the child's exit status. */
-int tu_child_main(const char *name, int argc, char **argv);
-
-/* The path of the running test binary, for spawning children. */
-const char *tu_self_path(void);
-
-/* The counting, failure-injecting allocator (as in tests/resilience), for
- * the -ENOMEM unwind tests and the "no allocation on hot paths" checks.
- * Installs it; allocations after `fail_after` more successful ones fail
- * (SIZE_MAX: never). */
-void tu_alloc_install(size_t fail_after);
-/* Restores the C library's allocator. */
-void tu_alloc_uninstall(void);
-/* Allocations (malloc, calloc, realloc) made since install. */
-size_t tu_alloc_count(void);
-/* Blocks currently allocated through the hook and not yet freed. */
-long tu_alloc_live(void);
-/* The size asked for by the latest allocation, and the largest since
- * install: to check that memory follows the bytes that really arrived. */
-size_t tu_alloc_last_size(void);
-size_t tu_alloc_max_size(void);
 
 /* Children of the transport tests: the test binary re-run as
  * "--child NAME ARGS..." with its stdin and stdout on the pipes or sockets

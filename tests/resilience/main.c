@@ -2,15 +2,9 @@
  * main.c - runs every resilience test group, or only those named on the
  * command line (`test-resilience breaker backoff`).
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "testutil.h"
 
-static const struct {
-  const char *name;
-  int (*run)(void);
-} groups[] = {
+static const tu_group groups[] = {
     {"alloc", test_alloc},
     {"error", test_error},
     {"rng", test_rng},
@@ -24,19 +18,6 @@ static const struct {
 };
 
 int main(int argc, char **argv) {
-  int failed = 0, ran = 0;
-  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
-    int wanted = argc < 2;
-    for (int a = 1; a < argc; a++)
-      wanted |= strcmp(argv[a], groups[i].name) == 0;
-    if (!wanted)
-      continue;
-    failed += groups[i].run();
-    ran++;
-  }
-  if (ran == 0) {
-    fprintf(stderr, "test-resilience: no test group matches the arguments\n");
-    return 2;
-  }
-  return failed == 0 ? 0 : 1;
+  return tu_main("test-resilience", groups, TU_ARRAY_LEN(groups), NULL, 0, argc,
+                 argv);
 }

@@ -1,7 +1,7 @@
 /*
- * testutil.h - helpers shared by the resilience test groups: an allocator
- * that counts calls and can be told to fail, for the -ENOMEM unwind tests and
- * the "no allocation on hot paths" checks.
+ * testutil.h - shared by the resilience test groups. The counting,
+ * failure-injecting allocator (tu_alloc_*) of the -ENOMEM unwind tests and
+ * the "no allocation on hot paths" checks is in tests/common.
  */
 #ifndef RATCHET_TESTUTIL_H
 #define RATCHET_TESTUTIL_H
@@ -9,15 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Installs the counting allocator; allocations after `fail_after` more
- * successful ones fail (SIZE_MAX: never). */
-void tu_alloc_install(size_t fail_after);
-/* Restores the C library's allocator. */
-void tu_alloc_uninstall(void);
-/* Allocations (malloc, calloc, realloc) made since install. */
-size_t tu_alloc_count(void);
-/* Blocks currently allocated through the hook and not yet freed. */
-long tu_alloc_live(void);
+#include "testsupport.h"
 
 #define TU_MS UINT64_C(1000000)
 #define TU_S  UINT64_C(1000000000)

@@ -16,7 +16,6 @@
 #define _GNU_SOURCE
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -415,16 +414,6 @@ static void watchdog_cb(uv_timer_t *h) {
   c->timed_out = true;
 }
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    n++;
-  closedir(d);
-  return n;
-}
-
 static const char *self_argv[8];
 
 static ratchet_pool_options spawn_options(ctx *c, const char *mode,
@@ -494,32 +483,23 @@ static bool p_lines(ctx *c, uintptr_t n) {
   return c->n_lines >= n;
 }
 
+typedef struct group_query {
+  int pgid;
+  bool found;
+} group_query;
+
+static int find_in_group(const tu_proc_stat *st, void *arg) {
+  group_query *q = arg;
+  if (st->pgrp == q->pgid && st->state != 'Z')
+    q->found = true;
+  return q->found;
+}
+
 /* True if a live (non-zombie) process is in the process group pgid. */
 static bool group_alive(int pgid) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  bool found = false;
-  while (!found && (e = readdir(d)) != NULL) {
-    if (!isdigit((unsigned char)e->d_name[0]))
-      continue;
-    char path[300], buf[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-      continue;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* pid (comm) state ppid pgrp ... ; comm may hold spaces. */
-    char *rp = strrchr(buf, ')');
-    char state;
-    int ppid, pgrp;
-    if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
-        pgrp == pgid && state != 'Z')
-      found = true;
-  }
-  closedir(d);
-  return found;
+  group_query q = {pgid, false};
+  tu_proc_scan(find_in_group, &q);
+  return q.found;
 }
 
 /* Closes the pool, runs the loop dry, checks nothing is left. */
@@ -539,7 +519,7 @@ static void finish(ctx *c, int fds_before) {
   uv_close((uv_handle_t *)&c->watchdog, NULL);
   uv_run(&c->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&c->loop), 0);
-  assert_int_equal(count_fds(), fds_before);
+  assert_int_equal(tu_count_fds(), fds_before);
   free(c);
 }
 
@@ -620,7 +600,7 @@ static void test_options(void **state) {
 
 static void test_runs_tasks(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 3;
@@ -670,7 +650,7 @@ static void test_runs_tasks(void **state) {
 
 static void test_crash_on_nth_task(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", "3");
   o.poison_threshold = 2;
@@ -715,7 +695,7 @@ static void kill_on_ready(ctx *c, const ratchet_pool_event *ev) {
 
 static void test_sigkill_from_outside(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
@@ -747,7 +727,7 @@ static void test_sigkill_from_outside(void **state) {
  * reached Ready before it was killed). */
 static void test_intensity_exceeded(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 1;
@@ -772,7 +752,7 @@ static void test_intensity_exceeded(void **state) {
 
 static void test_sigkill_busy_worker(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -794,7 +774,7 @@ static void test_sigkill_busy_worker(void **state) {
 
 static void test_bad_path_fails_fast(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   static const char *bad_argv[] = {"/nonexistent/ratchet-worker", NULL};
@@ -820,7 +800,7 @@ static void test_bad_path_fails_fast(void **state) {
 
 static void test_never_ready(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "noready", NULL);
   o.start_timeout_ms = 50;
@@ -838,7 +818,7 @@ static void test_never_ready(void **state) {
 
 static void test_protocol_error(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -855,7 +835,7 @@ static void test_protocol_error(void **state) {
 
 static void test_close_while_busy(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
@@ -878,7 +858,7 @@ static void test_close_while_busy(void **state) {
 
 static void test_close_lets_work_finish(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.close_grace_ms = 60000;
@@ -897,7 +877,7 @@ static void test_close_lets_work_finish(void **state) {
 
 static void test_no_orphans(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
@@ -919,7 +899,7 @@ static void test_no_orphans(void **state) {
 
 static void test_resize(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -949,7 +929,7 @@ static void test_resize(void **state) {
 
 static void test_fork_mode(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.mode = RATCHET_POOL_FORK;
@@ -978,7 +958,7 @@ static void test_fork_mode(void **state) {
  * pills alongside a real one. */
 static void test_pipelined_behind_pill(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 1;
@@ -1010,7 +990,7 @@ static void test_pipelined_behind_pill(void **state) {
 
 static void test_fork_worker_registry(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_worker_options wo = RATCHET_WORKER_OPTIONS_INIT;
   wo.parent_pid = (int)getpid();
@@ -1045,7 +1025,7 @@ static void test_fork_worker_registry(void **state) {
 
 static void test_log_frames(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1064,7 +1044,7 @@ static void test_log_frames(void **state) {
 /* A worker that dies mid-task in the ways a process can. */
 static void test_crash_kinds(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1110,7 +1090,7 @@ static bool p_hung(ctx *c, uintptr_t n) {
 
 static void test_task_timeout(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.task_timeout_ms = 30;
@@ -1152,7 +1132,7 @@ static void test_task_timeout(void **state) {
 
 static void test_task_own_deadline(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1178,7 +1158,7 @@ static void test_task_own_deadline(void **state) {
 
 static void test_oversized_frame(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.max_frame_size = 1024;
@@ -1196,7 +1176,7 @@ static void test_oversized_frame(void **state) {
 
 static void test_unasked_frames(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1220,7 +1200,7 @@ static bool p_total_lines(ctx *c, uintptr_t n) {
 
 static void test_stderr_flood(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1242,7 +1222,7 @@ static void test_stderr_flood(void **state) {
 
 static void test_grandchild_ignores_term(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
@@ -1265,7 +1245,7 @@ static bool p_pongs(ctx *c, uintptr_t n) {
 
 static void test_ping(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.ping_interval_ms = 5;
@@ -1287,7 +1267,7 @@ static void test_ping(void **state) {
 
 static void test_ping_timeout(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "deaf", NULL);
   o.ping_interval_ms = 5;
@@ -1336,7 +1316,7 @@ static void run_tasks(ctx *c, uint64_t first, unsigned n, const char *kind,
 
 static void test_recycle_by_count(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 4;
@@ -1384,7 +1364,7 @@ static bool p_recycled(ctx *c, uintptr_t n) {
 
 static void test_recycle_by_rss(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.max_rss_kb = 96 * 1024;
@@ -1422,7 +1402,7 @@ static void test_recycle_by_rss(void **state) {
  * close_grace_ms (Results), exactly one outcome each. */
 static void test_resize_under_load(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 3;
@@ -1454,7 +1434,7 @@ static void test_resize_under_load(void **state) {
 /* ... and when they do not finish in time: lost CLOSED, no crash. */
 static void test_resize_loses_closed(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
@@ -1474,7 +1454,7 @@ static void test_resize_loses_closed(void **state) {
 
 static void test_backpressure(void **state) {
   (void)state;
-  int fds = count_fds();
+  int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.pipeline_depth = 4;
@@ -1499,20 +1479,6 @@ static void test_backpressure(void **state) {
   ratchet_pool_stats_get(c->pool, &st);
   assert_true(st.drains >= 1);
   finish(c, fds);
-}
-
-/* libuv opens process-wide descriptors on first use of signals; open them
- * before any test counts descriptors. */
-static int group_setup(void **state) {
-  (void)state;
-  uv_loop_t loop;
-  uv_signal_t s;
-  uv_loop_init(&loop);
-  uv_signal_init(&loop, &s);
-  uv_close((uv_handle_t *)&s, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  return 0;
 }
 
 int test_pool(void) {
@@ -1549,5 +1515,5 @@ int test_pool(void) {
       cmocka_unit_test(test_resize_loses_closed),
       cmocka_unit_test(test_backpressure),
   };
-  return cmocka_run_group_tests_name("pool", tests, group_setup, NULL);
+  return cmocka_run_group_tests_name("pool", tests, tu_uv_signal_setup, NULL);
 }

@@ -30,8 +30,6 @@
  */
 #define _GNU_SOURCE
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -344,58 +342,39 @@ static void on_closed(void *data) {
   s->closed = true;
 }
 
-static int count_fds(void) {
-  DIR *d = opendir("/proc/self/fd");
-  int n = 0;
-  if (d == NULL)
-    return -1;
-  while (readdir(d) != NULL)
-    n++;
-  closedir(d);
-  return n;
+typedef struct proc_counts {
+  const int *pgids;
+  size_t n;
+  pid_t me;
+  unsigned children, zombies, in_groups;
+} proc_counts;
+
+static int count_proc(const tu_proc_stat *st, void *arg) {
+  proc_counts *pc = arg;
+  if (st->ppid == pc->me) {
+    pc->children++;
+    if (st->state == 'Z')
+      pc->zombies++;
+  }
+  if (st->state == 'Z')
+    return 0;
+  for (size_t i = 0; i < pc->n; i++)
+    if (pc->pgids[i] == st->pgrp) {
+      pc->in_groups++;
+      break;
+    }
+  return 0;
 }
 
 /* Counts the processes whose parent is us, and those (not zombies) in one of
  * the process groups pgids[0..n-1]; *zombies counts our defunct children. */
 static void scan_proc(const int *pgids, size_t n, unsigned *children,
                       unsigned *zombies, unsigned *in_groups) {
-  *children = *zombies = *in_groups = 0;
-  pid_t me = getpid();
-  DIR *d = opendir("/proc");
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (!isdigit((unsigned char)e->d_name[0]))
-      continue;
-    char path[300], buf[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-      continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    /* pid (comm) state ppid pgrp ...; comm may hold spaces and ')'. */
-    char *rp = strrchr(buf, ')');
-    char state;
-    int ppid, pgrp;
-    if (rp == NULL || sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
-      continue;
-    if (ppid == me) {
-      (*children)++;
-      if (state == 'Z')
-        (*zombies)++;
-    }
-    if (state == 'Z')
-      continue;
-    for (size_t i = 0; i < n; i++)
-      if (pgids[i] == pgrp) {
-        (*in_groups)++;
-        break;
-      }
-  }
-  closedir(d);
+  proc_counts pc = {pgids, n, getpid(), 0, 0, 0};
+  tu_proc_scan(count_proc, &pc);
+  *children = pc.children;
+  *zombies = pc.zombies;
+  *in_groups = pc.in_groups;
 }
 
 static double now_s(void) {
@@ -406,7 +385,7 @@ static double now_s(void) {
 
 static void run_stress(ratchet_pool_mode mode, uint32_t size, uint32_t depth,
                        uint32_t n_tasks, unsigned work_us) {
-  int fds_before = count_fds();
+  int fds_before = tu_count_fds();
   double t0 = now_s();
   stress *s = calloc(1, sizeof *s);
   assert_non_null(s);
@@ -494,7 +473,7 @@ static void run_stress(ratchet_pool_mode mode, uint32_t size, uint32_t depth,
 
   unsigned children, zombies, in_groups;
   scan_proc(s->pids, s->n_pids, &children, &zombies, &in_groups);
-  int fds_after = count_fds();
+  int fds_after = tu_count_fds();
 
   print_message(
       "[ stress   ] %s, %u workers, pipeline %u, %u us/task: %u tasks "
@@ -583,24 +562,10 @@ static void test_stress_fork(void **state) {
   run_stress(RATCHET_POOL_FORK, 2, 1, STRESS_TASKS, WORK_US);
 }
 
-/* libuv opens process-wide descriptors on first use of signals; open them
- * before any test counts descriptors. */
-static int group_setup(void **state) {
-  (void)state;
-  uv_loop_t loop;
-  uv_signal_t sig;
-  uv_loop_init(&loop);
-  uv_signal_init(&loop, &sig);
-  uv_close((uv_handle_t *)&sig, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
-  return 0;
-}
-
 int test_stress(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stress_spawn),
       cmocka_unit_test(test_stress_fork),
   };
-  return cmocka_run_group_tests_name("stress", tests, group_setup, NULL);
+  return cmocka_run_group_tests_name("stress", tests, tu_uv_signal_setup, NULL);
 }
