@@ -275,7 +275,9 @@ int ratchet_pool_new(struct uv_loop_s *loop, const ratchet_pool_options *o,
   pool->ping_timeout_ms =
       o->ping_timeout_ms != 0 ? o->ping_timeout_ms : o->ping_interval_ms;
   /* The slots' memory now, so that start cannot fail for it; their timers
-   * only once nothing else can fail. */
+   * only once nothing else can fail. (rc is 0 here: set it again, or a
+   * failed allocation below would return success with a freed pool.) */
+  rc = -ENOMEM;
   pool->slots = ratchet_calloc(o->size, sizeof *pool->slots);
   if (pool->slots == NULL)
     goto fail;
@@ -301,15 +303,11 @@ int ratchet_pool_new(struct uv_loop_s *loop, const ratchet_pool_options *o,
   return 0;
 
 fail:
+  /* No handle is open yet; the slots array (if any) is zeroed past what
+   * was allocated, so freeing all o->size entries is safe. */
   if (pool->slots != NULL)
-    for (uint32_t i = 0; i < o->size; i++)
-      ratchet_free(pool->slots[i]);
-  ratchet_free(pool->slots);
-  free_vec(pool->argv);
-  free_vec(pool->env);
-  ratchet_free(pool->cwd);
-  ratchet__intensity_free(&pool->intensity);
-  ratchet_free(pool);
+    pool->n_slots = o->size;
+  pool_free(pool);
   return rc;
 }
 

@@ -595,6 +595,45 @@ static void test_options(void **state) {
   ratchet_pool_close(p, on_closed);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_true(c0.closed);
+
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Allocation failure at every point of new: -ENOMEM, nothing allocated is
+ * left behind, no handle is left on the loop; then a pool that could be
+ * made closes cleanly. */
+static void test_new_out_of_memory(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  ctx c1;
+  memset(&c1, 0, sizeof c1);
+  ratchet_pool_options o = spawn_options(&c1, "serve", NULL);
+  ratchet_pool *p = NULL;
+  int rc = -ENOMEM;
+  size_t k;
+  for (k = 0; rc == -ENOMEM && k < 1000; k++) {
+    p = NULL;
+    tu_alloc_install(k);
+    rc = ratchet_pool_new(&loop, &o, &p);
+    long live = tu_alloc_live();
+    size_t tried = tu_alloc_count();
+    tu_alloc_uninstall();
+    /* Success only when no allocation failed: new once returned 0 with a
+     * freed pool when the slots' allocation failed. */
+    if (rc == 0)
+      assert_true(tried <= k);
+    if (rc == -ENOMEM) {
+      assert_null(p);
+      assert_int_equal(live, 0);
+      assert_int_equal(uv_loop_alive(&loop), 0);
+    }
+  }
+  assert_int_equal(rc, 0);
+  assert_true(k > 1); /* it did fail at least once */
+  ratchet_pool_close(p, on_closed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_true(c1.closed);
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -1484,6 +1523,7 @@ static void test_backpressure(void **state) {
 int test_pool(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_options),
+      cmocka_unit_test(test_new_out_of_memory),
       cmocka_unit_test(test_runs_tasks),
       cmocka_unit_test(test_crash_on_nth_task),
       cmocka_unit_test(test_sigkill_from_outside),
