@@ -349,8 +349,9 @@ static int flush_wbuf(ratchet_fd_transport *t) {
   return rc;
 }
 
-int ratchet_fd_transport_send(ratchet_fd_transport *t,
-                              const Ratchet__V1__Frame *frame) {
+/* What both sends check before encoding: 0, or why nothing can be sent. On
+ * 0 the write buffer is empty and ready for one frame. */
+static int send_begin(ratchet_fd_transport *t) {
   if (t == NULL)
     return -EINVAL;
   if (t->out_fd < 0)
@@ -358,25 +359,23 @@ int ratchet_fd_transport_send(ratchet_fd_transport *t,
   if (t->werr != 0)
     return t->werr;
   ratchet_buf_reset(&t->wbuf);
-  int rc = ratchet_codec_encode(&t->wbuf, frame, t->max);
-  if (rc < 0)
-    return rc;
-  return flush_wbuf(t);
+  return 0;
+}
+
+int ratchet_fd_transport_send(ratchet_fd_transport *t,
+                              const Ratchet__V1__Frame *frame) {
+  int rc = send_begin(t);
+  if (rc == 0)
+    rc = ratchet_codec_encode(&t->wbuf, frame, t->max);
+  return rc < 0 ? rc : flush_wbuf(t);
 }
 
 int ratchet_fd_transport_send_error(ratchet_fd_transport *t, int err,
                                     const char *text) {
-  if (t == NULL)
-    return -EINVAL;
-  if (t->out_fd < 0)
-    return -EBADF;
-  if (t->werr != 0)
-    return t->werr;
-  ratchet_buf_reset(&t->wbuf);
-  int rc = ratchet_codec_encode_error(&t->wbuf, err, text, t->max);
-  if (rc < 0)
-    return rc;
-  return flush_wbuf(t);
+  int rc = send_begin(t);
+  if (rc == 0)
+    rc = ratchet_codec_encode_error(&t->wbuf, err, text, t->max);
+  return rc < 0 ? rc : flush_wbuf(t);
 }
 
 int ratchet_fd_transport_set_send_limit(ratchet_fd_transport *t, size_t limit) {

@@ -138,6 +138,10 @@ bool ratchet_uv_transport_congested(const ratchet_uv_transport *t) {
   return t->congested != 0;
 }
 
+bool ratchet_uv_transport_writable(const ratchet_uv_transport *t) {
+  return !t->send_closed && t->werr == 0;
+}
+
 void *ratchet_uv_transport_data(const ratchet_uv_transport *t) {
   return t->data;
 }

@@ -347,8 +347,8 @@ int ratchet_pool_start(ratchet_pool *p) {
  * and its stdin not congested (until ratchet__pool_on_drain). */
 static bool proc_has_room(const proc *p) {
   return p != NULL && p->state == P_READY && p->t_open && !p->retiring &&
-         !p->send_broken && p->n_overdue == 0 && p->n_inflight < p->capacity &&
-         !ratchet_uv_transport_congested(p->t);
+         ratchet_uv_transport_writable(p->t) && p->n_overdue == 0 &&
+         p->n_inflight < p->capacity && !ratchet_uv_transport_congested(p->t);
 }
 
 /* A task's deadline in loop time: task_timeout_ms from now, or its own
@@ -411,13 +411,13 @@ again:
   f.msg_case = RATCHET__V1__FRAME__MSG_TASK;
   f.task = &copy;
   int rc = ratchet_uv_transport_send(p->t, &f);
-  if (rc < 0 && rc != -ENOMEM && rc != -EINVAL &&
-      rc != RATCHET_EFRAME_TOO_BIG) {
+  if (rc < 0 && !ratchet_uv_transport_writable(p->t)) {
     /* The worker's stdin is broken (EPIPE, ...): it is dying, and its exit
      * and EOF will be handled as usual. That is no fault of the task, so
-     * the owner is not told about it: another worker is tried, or the
-     * owner hears -EAGAIN and tries later. */
-    p->send_broken = true;
+     * the owner is not told about it: the transport now reports the worker
+     * unwritable, so another worker is tried, or the owner hears -EAGAIN
+     * and tries later. Errors that leave the transport writable are about
+     * the task (RATCHET_EFRAME_TOO_BIG, -ENOMEM) and are returned. */
     goto again;
   }
   if (rc < 0)

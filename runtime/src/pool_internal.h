@@ -134,7 +134,6 @@ struct proc {
   bool reaped, eof, finalized, stop_requested, ready_seen, protocol_error;
   bool hung;           /* a deadline, Ready or Pong did not come in time */
   bool retiring;       /* reached its recycle point: takes no new task */
-  bool send_broken;    /* a write to its stdin failed: it is dying */
   uint64_t recycle_at; /* tasks_done that makes it retire; 0 never */
   uint32_t n_overdue;  /* in-flight tasks past their deadline */
   uint64_t ping_seq;   /* the last Ping's seq */

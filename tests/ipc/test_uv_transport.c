@@ -820,7 +820,9 @@ static void test_write_error(void **state) {
   tu_msg m;
   /* libuv tries the write at once, and reports its failure from the loop. */
   assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 1)), 0);
+  assert_true(ratchet_uv_transport_writable(s.t));
   assert_int_equal(uv_run(&loop, UV_RUN_NOWAIT), 1);
+  assert_false(ratchet_uv_transport_writable(s.t));
   assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 2)), -EPIPE);
   assert_int_equal(ratchet_uv_transport_send(s.t, tu_make_ping(&m, 3)), -EPIPE);
   assert_int_equal(s.ends, 0);

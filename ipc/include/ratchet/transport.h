@@ -201,6 +201,12 @@ RATCHET_API size_t ratchet_uv_transport_queued(const ratchet_uv_transport *t);
 /* True from the send that reached the high watermark until on_drain. */
 RATCHET_API bool ratchet_uv_transport_congested(const ratchet_uv_transport *t);
 
+/* False once a send can no longer succeed: a write failed (even one whose
+ * failure the loop reported after send returned 0), an Error frame was
+ * queued, or the transport is closing. Owners that pick among several
+ * transports use it to skip a dying peer. */
+RATCHET_API bool ratchet_uv_transport_writable(const ratchet_uv_transport *t);
+
 /*
  * Stops delivering frames until ratchet_uv_transport_read_start, for flow
  * control: no on_frame comes after read_stop returns (not even for frames
