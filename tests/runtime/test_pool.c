@@ -523,6 +523,13 @@ static void finish(ctx *c, int fds_before) {
   free(c);
 }
 
+/* Makes c's pool from o, starts it and waits for n READY events. */
+static void start_pool(ctx *c, const ratchet_pool_options *o, unsigned n) {
+  assert_int_equal(ratchet_pool_new(&c->loop, o, &c->pool), 0);
+  assert_int_equal(ratchet_pool_start(c->pool), 0);
+  run_until(c, p_ready, n);
+}
+
 static void send_task(ctx *c, uint64_t id, const char *kind,
                       const char *payload, uint32_t crashes, uint32_t worker,
                       int expect) {
@@ -693,9 +700,7 @@ static void test_crash_on_nth_task(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", "3");
   o.poison_threshold = 2;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   for (uint64_t id = 1; id <= 3; id++) {
     send_task(c, id, "echo", "a", 1, 0, 0);
     run_until(c, p_outcomes, id);
@@ -740,9 +745,7 @@ static void test_sigkill_from_outside(void **state) {
   o.size = 2;
   c->on_ready = kill_on_ready;
   c->kills_left = 20;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2 + 20);
+  start_pool(c, &o, 2 + 20);
   assert_int_equal(c->n_failed, 0);
   const event_rec *ex = find_event(c, RATCHET_POOL_EVENT_EXITED, 0);
   assert_non_null(ex);
@@ -794,9 +797,7 @@ static void test_sigkill_busy_worker(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 9, "sleep", "60000", 0, 0, 0);
   ratchet_pool_worker_stats ws;
   assert_int_equal(ratchet_pool_worker_stats_get(c->pool, 0, &ws), 0);
@@ -860,9 +861,7 @@ static void test_protocol_error(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 5, "junk", "", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   assert_int_equal(c->outcomes[0].lost, RATCHET_POOL_LOST_PROTOCOL);
@@ -879,9 +878,7 @@ static void test_close_while_busy(void **state) {
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
   o.close_grace_ms = 0; /* cancel at once, then SIGTERM */
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2);
+  start_pool(c, &o, 2);
   send_task(c, 1, "sleep", "60000", 0, 0, 0);
   ratchet_pool_close(c->pool, on_closed);
   send_task(c, 2, "echo", "x", 0, 1, -ESHUTDOWN);
@@ -901,9 +898,7 @@ static void test_close_lets_work_finish(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.close_grace_ms = 60000;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "sleep", "100", 0, 0, 0);
   ratchet_pool_close(c->pool, on_closed);
   run_until(c, p_closed, 0);
@@ -920,9 +915,7 @@ static void test_no_orphans(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2);
+  start_pool(c, &o, 2);
   send_task(c, 1, "grandchild", "", 0, 0, 0);
   send_task(c, 2, "grandchild", "", 0, 1, 0);
   run_until(c, p_outcomes, 2);
@@ -941,9 +934,7 @@ static void test_resize(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   assert_int_equal(ratchet_pool_resize(c->pool, 3), 0);
   run_until(c, p_ready, 3);
   send_task(c, 1, "echo", "x", 0, 2, 0);
@@ -975,9 +966,7 @@ static void test_fork_mode(void **state) {
   o.argv = NULL;
   o.fork_main = fork_main;
   o.size = 2;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2);
+  start_pool(c, &o, 2);
   send_task(c, 1, "echo", "forked", 0, 0, 0);
   send_task(c, 2, "echo", "forked", 0, 1, 0);
   run_until(c, p_outcomes, 2);
@@ -1003,9 +992,7 @@ static void test_pipelined_behind_pill(void **state) {
   o.size = 1;
   o.pipeline_depth = 3;
   o.poison_threshold = 2;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "die", "", 1, 0, 0); /* a second crash: poison */
   send_task(c, 2, "echo", "a", 1, 0, 0);
   send_task(c, 3, "echo", "b", 0, 0, 0);
@@ -1041,9 +1028,7 @@ static void test_fork_worker_registry(void **state) {
   o.argv = NULL;
   o.worker = w;
   o.size = 2;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2);
+  start_pool(c, &o, 2);
   send_task(c, 7, "upper", "shout", 0, 1, 0);
   run_until(c, p_outcomes, 1);
   assert_true(c->outcomes[0].ok);
@@ -1067,9 +1052,7 @@ static void test_log_frames(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 3, "log", "disk almost full", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   assert_true(c->outcomes[0].ok);
@@ -1135,9 +1118,7 @@ static void test_task_timeout(void **state) {
   o.task_timeout_ms = 30;
   o.kill_grace_ms = 50;
   o.poison_threshold = 1;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   /* A task that answers its Cancel keeps its worker. */
   send_task(c, 1, "cancelable", "", 0, 0, 0);
   run_until(c, p_outcomes, 1);
@@ -1174,9 +1155,7 @@ static void test_task_own_deadline(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   /* No pool timeout: the task's own deadline_unix_ms brings the Cancel. */
   Ratchet__V1__Task t;
   ratchet__v1__task__init(&t);
@@ -1201,9 +1180,7 @@ static void test_oversized_frame(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.max_frame_size = 1024;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "big", "", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   assert_int_equal(c->outcomes[0].lost, RATCHET_POOL_LOST_PROTOCOL);
@@ -1218,9 +1195,7 @@ static void test_unasked_frames(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "flood", "", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   assert_int_equal(c->n_outcomes, 1); /* exactly one outcome */
@@ -1242,9 +1217,7 @@ static void test_stderr_flood(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   /* 60,000 lines of 64 bytes: ~4 MB, far beyond any pipe buffer. */
   send_task(c, 1, "stderr-flood", "60000", 0, 0, 0);
   run_until(c, p_outcomes, 1);
@@ -1264,9 +1237,7 @@ static void test_grandchild_ignores_term(void **state) {
   int fds = tu_count_fds();
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "grandchild-term", "", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   int g = atoi(c->outcomes[0].text);
@@ -1362,9 +1333,7 @@ static void test_recycle_by_count(void **state) {
   o.recycle_after_tasks = 3;
   o.recycle_jitter_tasks = 3;
   o.seed = 42; /* the jitter draws, hence the assertions, are fixed */
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 4);
+  start_pool(c, &o, 4);
   run_tasks(c, 1, 60, "echo", "r");
   /* No task lost: every one answered, exactly once. */
   assert_int_equal(c->n_outcomes, 60);
@@ -1407,9 +1376,7 @@ static void test_recycle_by_rss(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.max_rss_kb = 96 * 1024;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   send_task(c, 1, "echo", "small", 0, 0, 0);
   run_until(c, p_outcomes, 1);
   assert_int_equal(c->n_recycled, 0);
@@ -1446,9 +1413,7 @@ static void test_resize_under_load(void **state) {
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 3;
   o.close_grace_ms = 60000;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 3);
+  start_pool(c, &o, 3);
   send_task(c, 1, "sleep", "50", 0, 1, 0);
   send_task(c, 2, "sleep", "50", 0, 2, 0);
   send_task(c, 3, "sleep", "50", 0, 0, 0);
@@ -1478,9 +1443,7 @@ static void test_resize_loses_closed(void **state) {
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.size = 2;
   o.close_grace_ms = 0;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 2);
+  start_pool(c, &o, 2);
   send_task(c, 1, "hang", "", 0, 1, 0);
   assert_int_equal(ratchet_pool_resize(c->pool, 1), 0);
   run_until(c, p_exited, 1);
@@ -1497,9 +1460,7 @@ static void test_backpressure(void **state) {
   ctx *c = ctx_new();
   ratchet_pool_options o = spawn_options(c, "serve", NULL);
   o.pipeline_depth = 4;
-  assert_int_equal(ratchet_pool_new(&c->loop, &o, &c->pool), 0);
-  assert_int_equal(ratchet_pool_start(c->pool), 0);
-  run_until(c, p_ready, 1);
+  start_pool(c, &o, 1);
   /* 1.5 MiB queued at once is above the 1 MiB high watermark. */
   size_t n = 3u << 19;
   char *big = malloc(n + 1);
