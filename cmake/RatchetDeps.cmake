@@ -5,7 +5,7 @@
 #
 #   ipc      libprotobuf-c, libuv
 #   caching  libxxhash, lmdb
-#   runtime  (ipc's and caching's)
+#   runtime  (ipc's and caching's), jansson (JSON lines: events, dead letters)
 macro(ratchet_find_deps)
   set(_ratchet_deps "")
   foreach(_c ${ARGN})
@@ -15,6 +15,9 @@ macro(ratchet_find_deps)
     endif()
     if(_c STREQUAL "caching" OR _c STREQUAL "runtime" OR _c STREQUAL "cli")
       list(APPEND _ratchet_deps "RATCHET_XXHASH=libxxhash" "RATCHET_LMDB=lmdb")
+    endif()
+    if(_c STREQUAL "runtime" OR _c STREQUAL "cli")
+      list(APPEND _ratchet_deps "RATCHET_JANSSON=jansson")
     endif()
   endforeach()
   list(REMOVE_DUPLICATES _ratchet_deps)

@@ -24,6 +24,7 @@ cmd protoc protobuf-compiler
 file /usr/lib/python3/dist-packages/google/protobuf/__init__.py python3-protobuf
 pc lmdb liblmdb-dev
 pc libxxhash libxxhash-dev
+pc jansson libjansson-dev
 file /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a libclang-rt-14-dev
 '
 

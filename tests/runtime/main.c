@@ -10,6 +10,9 @@ static const tu_group groups[] = {
     {"worker", test_worker},
     {"pool", test_pool},
     {"stress", test_stress},
+    {"containers", test_containers},
+    {"acct", test_acct},
+    {"events", test_events},
 };
 
 static const tu_child children[] = {

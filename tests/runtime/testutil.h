@@ -11,6 +11,9 @@
 int test_worker(void);
 int test_pool(void);
 int test_stress(void);
+int test_containers(void);
+int test_acct(void);
+int test_events(void);
 
 /* Children of the worker group (test_worker.c): "worker" serves the test
  * handlers on stdin/stdout; "worker-parent" starts a "worker" and waits to

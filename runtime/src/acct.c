@@ -1,0 +1,2 @@
+/* acct.c - placeholder: being written. */
+typedef int ratchet__placeholder_acct;

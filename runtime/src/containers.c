@@ -1,0 +1,2 @@
+/* containers.c - placeholder: being written. */
+typedef int ratchet__placeholder_containers;

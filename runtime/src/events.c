@@ -1,0 +1,2 @@
+/* events.c - placeholder: being written. */
+typedef int ratchet__placeholder_events;

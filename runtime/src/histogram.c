@@ -1,0 +1,2 @@
+/* histogram.c - placeholder: being written. */
+typedef int ratchet__placeholder_histogram;
