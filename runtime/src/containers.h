@@ -15,8 +15,8 @@
  * Ties on `due` pop in insertion order (FIFO), so that tasks deferred to the
  * same instant keep their submission order. */
 typedef struct ratchet__heap_node {
-  uint64_t due;  /* the key */
-  uint64_t seq_; /* insertion order, set by push */
+  uint64_t due;    /* the key */
+  uint64_t seq_;   /* insertion order, set by push */
   uint32_t index_; /* position + 1; 0 when not in a heap */
 } ratchet__heap_node;
 

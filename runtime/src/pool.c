@@ -374,6 +374,44 @@ static uint64_t task_deadline_ms(ratchet_pool *pool,
   return d;
 }
 
+bool ratchet_pool_has_room(const ratchet_pool *pool, uint32_t worker_id) {
+  if (pool == NULL || pool->closing || pool->state != S_RUNNING)
+    return false;
+  if (worker_id != RATCHET_POOL_ANY)
+    return worker_id < pool->n_slots && !pool->slots[worker_id]->removed &&
+           proc_has_room(pool->slots[worker_id]->cur);
+  for (uint32_t k = 0; k < pool->n_slots; k++)
+    if (!pool->slots[k]->removed && proc_has_room(pool->slots[k]->cur))
+      return true;
+  return false;
+}
+
+/* Cancelling reuses the deadline machinery: the task becomes due now, so
+ * the worker is sent Cancel at once and, if no Result follows within
+ * kill_grace_ms, is killed like any worker with an overdue task. */
+int ratchet_pool_cancel(ratchet_pool *pool, uint64_t task_id) {
+  if (pool == NULL)
+    return -EINVAL;
+  for (uint32_t k = 0; k < pool->n_slots; k++) {
+    proc *p = pool->slots[k]->cur;
+    if (p == NULL)
+      continue;
+    for (uint32_t i = 0; i < p->n_inflight; i++) {
+      inflight *in = &p->inflight[i];
+      if (in->id != task_id)
+        continue;
+      if (in->overdue)
+        return -EALREADY;
+      in->deadline_ms = uv_now(pool->loop);
+      if (in->deadline_ms == 0)
+        in->deadline_ms = 1;
+      ratchet__pool_proc_schedule(p);
+      return 0;
+    }
+  }
+  return -ENOENT;
+}
+
 int ratchet_pool_dispatch(ratchet_pool *pool, const Ratchet__V1__Task *task,
                           uint32_t crash_count, uint32_t worker_id,
                           uint32_t *worker_out) {

@@ -9,9 +9,9 @@
 #include "ratchet/status.h"
 
 static const char *const names[RATCHET_STATUS_COUNT] = {
-    "none",        "ok",      "failed",         "timeout",  "cancelled",
+    "none",         "ok",          "failed",         "timeout", "cancelled",
     "unknown_kind", "bad_request", "internal_error", "expired", "rejected",
-    "poison",      "lost",    "shutdown"};
+    "poison",       "lost",        "shutdown"};
 
 const char *ratchet_status_name(ratchet_status s) {
   if ((unsigned)s >= RATCHET_STATUS_COUNT)

@@ -92,6 +92,8 @@ struct ratchet_task_ctx {
   bool core_dumped;
   enum stop_reason stop;
   bool observed; /* cancelled() returned true to the handler */
+  Ratchet__V1__ChildTask **children; /* ratchet_task_produce, owned */
+  size_t n_children;
 };
 
 struct ratchet_worker {
@@ -539,6 +541,10 @@ static void send_result(ratchet_worker *w, ratchet_task_ctx *ctx, int rc,
   res.signal = ctx->signal;
   res.core_dumped = ctx->core_dumped;
   res.usage = usage;
+  if (st == RATCHET_TASK_OK) {
+    res.n_children = ctx->n_children;
+    res.children = ctx->children;
+  }
   Ratchet__V1__Frame f = RATCHET__V1__FRAME__INIT;
   f.msg_case = RATCHET__V1__FRAME__MSG_RESULT;
   f.result = &res;
@@ -555,6 +561,7 @@ static void send_result(ratchet_worker *w, ratchet_task_ctx *ctx, int rc,
     res.status = (Ratchet__V1__Status)st;
     res.output.data = NULL;
     res.output.len = 0;
+    res.n_children = 0;
     res.error = text;
     (void)send_frame(w, &f);
   }
@@ -605,6 +612,12 @@ static void run_task(ratchet_worker *w, const Ratchet__V1__Task *t) {
   }
   ratchet_buf_free(&ctx.output);
   ratchet_free(ctx.error);
+  for (size_t i = 0; i < ctx.n_children; i++) {
+    ratchet_free(ctx.children[i]->kind);
+    ratchet_free(ctx.children[i]->payload.data);
+    ratchet_free(ctx.children[i]);
+  }
+  ratchet_free(ctx.children);
 }
 
 /* ---- the worker ------------------------------------------------------- */
@@ -868,6 +881,37 @@ int ratchet_task_append_output(ratchet_task_ctx *ctx, const void *data,
   if (data == NULL && len > 0)
     return -EINVAL;
   return len > 0 ? ratchet_buf_append(&ctx->output, data, len) : 0;
+}
+
+int ratchet_task_produce(ratchet_task_ctx *ctx, const char *kind,
+                         const void *payload, size_t len) {
+  if (ctx == NULL || kind == NULL || kind[0] == '\0' ||
+      (payload == NULL && len > 0))
+    return -EINVAL;
+  if (ctx->n_children >= RATCHET_TASK_MAX_CHILDREN)
+    return -E2BIG;
+  Ratchet__V1__ChildTask **v = ratchet_realloc(
+      ctx->children, (ctx->n_children + 1) * sizeof *ctx->children);
+  if (v == NULL)
+    return -ENOMEM;
+  ctx->children = v;
+  Ratchet__V1__ChildTask *c = ratchet_malloc(sizeof *c);
+  char *k = dup_string(kind);
+  uint8_t *p = len > 0 ? ratchet_malloc(len) : NULL;
+  if (c == NULL || k == NULL || (len > 0 && p == NULL)) {
+    ratchet_free(c);
+    ratchet_free(k);
+    ratchet_free(p);
+    return -ENOMEM;
+  }
+  ratchet__v1__child_task__init(c);
+  c->kind = k;
+  if (len > 0)
+    memcpy(p, payload, len);
+  c->payload.data = p;
+  c->payload.len = len;
+  v[ctx->n_children++] = c;
+  return 0;
 }
 
 int ratchet_task_set_error(ratchet_task_ctx *ctx, const char *fmt, ...) {

@@ -31,7 +31,7 @@ extern "C" {
 
 /* Finite buckets: bucket i counts values <= 2^i microseconds (and above the
  * previous bound); bucket RATCHET_HIST_FINITE counts the rest (+Inf). */
-#define RATCHET_HIST_FINITE 32
+#define RATCHET_HIST_FINITE  32
 #define RATCHET_HIST_BUCKETS (RATCHET_HIST_FINITE + 1)
 
 typedef struct ratchet_histogram {

@@ -50,31 +50,31 @@ typedef struct ratchet_subscription ratchet_subscription;
 
 typedef enum ratchet_event_type {
   /* Tasks. */
-  RATCHET_EV_SUBMITTED = 0,   /* accepted by submit */
-  RATCHET_EV_DISPATCHED = 1,  /* an attempt was sent: attempt, pool, worker */
-  RATCHET_EV_SUCCEEDED = 2,   /* an attempt answered OK: duration_ns */
-  RATCHET_EV_FAILED = 3,      /* an attempt failed: status, message */
-  RATCHET_EV_LOST = 4,        /* an attempt's worker died/hung/broke: message */
-  RATCHET_EV_RETRY = 5,       /* a retry is scheduled in delay_ns */
-  RATCHET_EV_DEFERRED = 6,    /* held back delay_ns: rate limit, breaker */
-  RATCHET_EV_REJECTED = 7,    /* an open breaker failed it fast: group */
-  RATCHET_EV_EXPIRED = 8,     /* its expiry or deadline passed */
-  RATCHET_EV_CANCELLED = 9,   /* cancelled by the user */
-  RATCHET_EV_CACHE_HIT = 10,  /* served from the result cache */
-  RATCHET_EV_COALESCED = 11,  /* joined an identical task: related_id */
-  RATCHET_EV_DEAD_LETTER = 12,/* a final failure went to the dead letter */
-  RATCHET_EV_COMPLETED = 13,  /* the final outcome: status, duration_ns
-                                 (end to end) */
-  RATCHET_EV_TASK_LOG = 14,   /* a Log frame of a task: level, message */
+  RATCHET_EV_SUBMITTED = 0,  /* accepted by submit */
+  RATCHET_EV_DISPATCHED = 1, /* an attempt was sent: attempt, pool, worker */
+  RATCHET_EV_SUCCEEDED = 2,  /* an attempt answered OK: duration_ns */
+  RATCHET_EV_FAILED = 3,     /* an attempt failed: status, message */
+  RATCHET_EV_LOST = 4,       /* an attempt's worker died/hung/broke: message */
+  RATCHET_EV_RETRY = 5,      /* a retry is scheduled in delay_ns */
+  RATCHET_EV_DEFERRED = 6,   /* held back delay_ns: rate limit, breaker */
+  RATCHET_EV_REJECTED = 7,   /* an open breaker failed it fast: group */
+  RATCHET_EV_EXPIRED = 8,    /* its expiry or deadline passed */
+  RATCHET_EV_CANCELLED = 9,  /* cancelled by the user */
+  RATCHET_EV_CACHE_HIT = 10, /* served from the result cache */
+  RATCHET_EV_COALESCED = 11, /* joined an identical task: related_id */
+  RATCHET_EV_DEAD_LETTER = 12, /* a final failure went to the dead letter */
+  RATCHET_EV_COMPLETED = 13,   /* the final outcome: status, duration_ns
+                                  (end to end) */
+  RATCHET_EV_TASK_LOG = 14,    /* a Log frame of a task: level, message */
   /* Workers (pool events). */
   RATCHET_EV_WORKER_STARTING = 15, /* pid */
   RATCHET_EV_WORKER_READY = 16,
-  RATCHET_EV_WORKER_EXITED = 17,   /* status: exit status or -1, signal */
+  RATCHET_EV_WORKER_EXITED = 17,     /* status: exit status or -1, signal */
   RATCHET_EV_WORKER_RESTARTING = 18, /* delay_ns */
   RATCHET_EV_WORKER_RECYCLED = 19,
   RATCHET_EV_WORKER_HUNG = 20,
-  RATCHET_EV_POOL_FAILED = 21,     /* the pool gave up: message */
-  RATCHET_EV_WORKER_STDERR = 22,   /* one line of a worker's stderr */
+  RATCHET_EV_POOL_FAILED = 21,   /* the pool gave up: message */
+  RATCHET_EV_WORKER_STDERR = 22, /* one line of a worker's stderr */
   /* Breakers. */
   RATCHET_EV_BREAKER = 23 /* group, from_state -> to_state */
 } ratchet_event_type;
@@ -82,8 +82,8 @@ typedef enum ratchet_event_type {
 #define RATCHET_EV_COUNT 24
 
 /* Masks for subscriber filters. */
-#define RATCHET_EV_BIT(t) (UINT64_C(1) << (t))
-#define RATCHET_EV_ALL ((UINT64_C(1) << RATCHET_EV_COUNT) - 1)
+#define RATCHET_EV_BIT(t)   (UINT64_C(1) << (t))
+#define RATCHET_EV_ALL      ((UINT64_C(1) << RATCHET_EV_COUNT) - 1)
 #define RATCHET_EV_TASK_ALL ((UINT64_C(1) << (RATCHET_EV_TASK_LOG + 1)) - 1)
 #define RATCHET_EV_WORKER_ALL                                                  \
   (RATCHET_EV_ALL & ~RATCHET_EV_TASK_ALL & ~RATCHET_EV_BIT(RATCHET_EV_BREAKER))
@@ -137,11 +137,13 @@ typedef struct ratchet_event {
 /* An event with every field at its "absent" value; set type and what
  * applies. */
 #define RATCHET_EVENT_INIT                                                     \
-  {.type = RATCHET_EV_SUBMITTED, .seq = 0, .time_ns = 0, .wall_ms = 0,         \
-   .task_id = 0, .kind = "", .attempt = 0, .pool = -1, .worker = -1,          \
-   .pid = 0, .status = 0, .signal = 0, .delay_ns = 0, .duration_ns = 0,       \
-   .related_id = 0, .level = 0, .group = "", .from_state = 0,                 \
-   .to_state = 0, .message = ""}
+  {                                                                            \
+    .type = RATCHET_EV_SUBMITTED, .seq = 0, .time_ns = 0, .wall_ms = 0,        \
+    .task_id = 0, .kind = "", .attempt = 0, .pool = -1, .worker = -1,          \
+    .pid = 0, .status = 0, .signal = 0, .delay_ns = 0, .duration_ns = 0,       \
+    .related_id = 0, .level = 0, .group = "", .from_state = 0, .to_state = 0,  \
+    .message = ""                                                              \
+  }
 
 /* A subscriber: ev borrowed until it returns. */
 typedef void (*ratchet_event_cb)(void *ctx, const ratchet_event *ev);
@@ -162,7 +164,10 @@ typedef struct ratchet_subscriber_options {
 } ratchet_subscriber_options;
 
 #define RATCHET_SUBSCRIBER_OPTIONS_INIT                                        \
-  {.types = RATCHET_EV_ALL, .kind = NULL, .buffer = 0, .cb = NULL, .ctx = NULL}
+  {                                                                            \
+    .types = RATCHET_EV_ALL, .kind = NULL, .buffer = 0, .cb = NULL,            \
+    .ctx = NULL                                                                \
+  }
 
 /* Creates a bus. 0 and *out; -ENOMEM. */
 RATCHET_API int ratchet_events_new(ratchet_events **out);
@@ -220,9 +225,8 @@ RATCHET_API uint64_t ratchet_events_delivered(const ratchet_subscription *s);
  * Returns 0 and *out (unsubscribe closes the file); -EINVAL; -ENOMEM; open's
  * error (negated).
  */
-RATCHET_API int ratchet_events_jsonl_open(ratchet_events *bus,
-                                          const char *path, uint64_t types,
-                                          uint32_t buffer,
+RATCHET_API int ratchet_events_jsonl_open(ratchet_events *bus, const char *path,
+                                          uint64_t types, uint32_t buffer,
                                           ratchet_subscription **out);
 
 /* "submitted", "dispatched", "succeeded", "failed", "lost", "retry",

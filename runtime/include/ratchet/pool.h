@@ -452,6 +452,22 @@ RATCHET_API int ratchet_pool_dispatch(ratchet_pool *p,
                                       uint32_t crash_count, uint32_t worker_id,
                                       uint32_t *worker_out);
 
+/* True when dispatch to worker_id (or RATCHET_POOL_ANY) would find room
+ * now: a ready worker, not retiring, not congested, under its pipeline
+ * depth. */
+RATCHET_API bool ratchet_pool_has_room(const ratchet_pool *p,
+                                       uint32_t worker_id);
+
+/*
+ * Cancels task_id wherever it is in flight: its worker is sent Cancel at
+ * once, exactly as when the task's deadline passes; a Result within
+ * kill_grace_ms ends the task as usual (typically STATUS_CANCELLED), else
+ * the worker is declared hung and killed and the task is lost HUNG.
+ * Returns 0; -ENOENT (not in flight); -EALREADY (already past its deadline
+ * or cancelled); -EINVAL.
+ */
+RATCHET_API int ratchet_pool_cancel(ratchet_pool *p, uint64_t task_id);
+
 /*
  * Changes the target size to size (1 .. RATCHET_POOL_MAX_SIZE). Growing
  * starts new slots at once; shrinking stops the highest-numbered slots:

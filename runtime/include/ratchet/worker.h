@@ -250,6 +250,20 @@ RATCHET_API int ratchet_task_set_output(ratchet_task_ctx *ctx, const void *data,
 RATCHET_API int ratchet_task_append_output(ratchet_task_ctx *ctx,
                                            const void *data, size_t len);
 
+/* The most children one task may produce. */
+#define RATCHET_TASK_MAX_CHILDREN 4096u
+
+/*
+ * Asks the orchestrator to submit a child task (kind, and len bytes of
+ * payload, both copied) once this task has succeeded; it gets the parent's
+ * policies when the parent carries the "produces" policy (ratchet/orch.h),
+ * and is ignored otherwise. Children of a task that does not end OK are
+ * dropped. Returns 0; -EINVAL (empty kind, NULL payload with a length);
+ * -E2BIG (over RATCHET_TASK_MAX_CHILDREN); -ENOMEM.
+ */
+RATCHET_API int ratchet_task_produce(ratchet_task_ctx *ctx, const char *kind,
+                                     const void *payload, size_t len);
+
 /* Sets the error text, formatted as printf does (valid UTF-8, please: other
  * languages' protobuf runtimes refuse anything else). Returns 0, -EINVAL
  * (fmt NULL) or -ENOMEM (text unchanged). */
