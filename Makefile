@@ -57,6 +57,7 @@ bench: build
 	$(BUILD)/tests/bench/bench-ipc
 	$(BUILD)/tests/bench/bench-store
 	$(BUILD)/tests/bench/bench-runtime
+	$(BUILD)/tests/bench/bench-orch
 
 fuzz: deps
 	CC=clang cmake -S . -B build-fuzz -DRATCHET_FUZZ=ON \
