@@ -94,6 +94,11 @@ struct ratchet_task_ctx {
   bool observed; /* cancelled() returned true to the handler */
   Ratchet__V1__ChildTask **children; /* ratchet_task_produce, owned */
   size_t n_children;
+  ratchet_buf err_output; /* ratchet_task_set_stderr */
+  char *stdout_path;      /* ratchet_task_set_output_files, owned */
+  char *stderr_path;
+  bool has_usage;           /* ratchet_task_set_usage overrides the */
+  Ratchet__V1__Usage usage; /* worker's own measurement */
 };
 
 struct ratchet_worker {
@@ -540,7 +545,11 @@ static void send_result(ratchet_worker *w, ratchet_task_ctx *ctx, int rc,
   res.exit_code = ctx->exit_code;
   res.signal = ctx->signal;
   res.core_dumped = ctx->core_dumped;
-  res.usage = usage;
+  res.usage = ctx->has_usage ? &ctx->usage : usage;
+  res.stderr.data = ctx->err_output.data;
+  res.stderr.len = ctx->err_output.len;
+  res.stdout_path = ctx->stdout_path != NULL ? ctx->stdout_path : text_empty;
+  res.stderr_path = ctx->stderr_path != NULL ? ctx->stderr_path : text_empty;
   if (st == RATCHET_TASK_OK) {
     res.n_children = ctx->n_children;
     res.children = ctx->children;
@@ -561,6 +570,8 @@ static void send_result(ratchet_worker *w, ratchet_task_ctx *ctx, int rc,
     res.status = (Ratchet__V1__Status)st;
     res.output.data = NULL;
     res.output.len = 0;
+    res.stderr.data = NULL;
+    res.stderr.len = 0;
     res.n_children = 0;
     res.error = text;
     (void)send_frame(w, &f);
@@ -611,6 +622,9 @@ static void run_task(ratchet_worker *w, const Ratchet__V1__Task *t) {
     send_result(w, &ctx, rc, &usage);
   }
   ratchet_buf_free(&ctx.output);
+  ratchet_buf_free(&ctx.err_output);
+  ratchet_free(ctx.stdout_path);
+  ratchet_free(ctx.stderr_path);
   ratchet_free(ctx.error);
   for (size_t i = 0; i < ctx.n_children; i++) {
     ratchet_free(ctx.children[i]->kind);
@@ -874,6 +888,45 @@ int ratchet_task_set_output(ratchet_task_ctx *ctx, const void *data,
   if (rc < 0)
     ctx->output.len = old;
   return rc;
+}
+
+int ratchet_task_set_stderr(ratchet_task_ctx *ctx, const void *data,
+                            size_t len) {
+  if (data == NULL && len > 0)
+    return -EINVAL;
+  size_t old = ctx->err_output.len;
+  ctx->err_output.len = 0;
+  int rc = len > 0 ? ratchet_buf_append(&ctx->err_output, data, len) : 0;
+  if (rc < 0)
+    ctx->err_output.len = old;
+  return rc;
+}
+
+int ratchet_task_set_output_files(ratchet_task_ctx *ctx,
+                                  const char *stdout_path,
+                                  const char *stderr_path) {
+  char *o = NULL, *e = NULL;
+  if ((stdout_path != NULL && (o = dup_string(stdout_path)) == NULL) ||
+      (stderr_path != NULL && (e = dup_string(stderr_path)) == NULL)) {
+    ratchet_free(o);
+    return -ENOMEM;
+  }
+  ratchet_free(ctx->stdout_path);
+  ratchet_free(ctx->stderr_path);
+  ctx->stdout_path = o;
+  ctx->stderr_path = e;
+  return 0;
+}
+
+void ratchet_task_set_usage(ratchet_task_ctx *ctx, uint64_t user_cpu_us,
+                            uint64_t sys_cpu_us, uint64_t max_rss_kb,
+                            uint64_t wall_us) {
+  ratchet__v1__usage__init(&ctx->usage);
+  ctx->usage.user_cpu_us = user_cpu_us;
+  ctx->usage.sys_cpu_us = sys_cpu_us;
+  ctx->usage.max_rss_kb = max_rss_kb;
+  ctx->usage.wall_us = wall_us;
+  ctx->has_usage = true;
 }
 
 int ratchet_task_append_output(ratchet_task_ctx *ctx, const void *data,

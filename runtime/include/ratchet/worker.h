@@ -270,6 +270,27 @@ RATCHET_API int ratchet_task_produce(ratchet_task_ctx *ctx, const char *kind,
 RATCHET_API int ratchet_task_set_error(ratchet_task_ctx *ctx, const char *fmt,
                                        ...) RATCHET__WORKER_PRINTF(2, 3);
 
+/* Replaces the Result's stderr (a command's standard error) with a copy of
+ * len bytes. 0, -EINVAL (data NULL with len > 0) or -ENOMEM (unchanged).
+ * Counts toward the frame limit together with the output. */
+RATCHET_API int ratchet_task_set_stderr(ratchet_task_ctx *ctx, const void *data,
+                                        size_t len);
+
+/* Sets Result.stdout_path / stderr_path (copied; NULL for none): temporary
+ * files holding a stream too big for memory. Ownership of the files passes
+ * to the orchestrator when the Result is sent (docs/protocol.md, "Spilled
+ * output"). 0 or -ENOMEM (unchanged). */
+RATCHET_API int ratchet_task_set_output_files(ratchet_task_ctx *ctx,
+                                              const char *stdout_path,
+                                              const char *stderr_path);
+
+/* Sends this usage in the Result instead of the worker's own CPU and RSS
+ * during the handler (for a handler whose work ran in a child process). */
+RATCHET_API void ratchet_task_set_usage(ratchet_task_ctx *ctx,
+                                        uint64_t user_cpu_us,
+                                        uint64_t sys_cpu_us,
+                                        uint64_t max_rss_kb, uint64_t wall_us);
+
 /* For a task that ran a command: its exit code, or the signal that killed
  * it (0 for none) and whether it dumped core. */
 RATCHET_API void ratchet_task_set_exit(ratchet_task_ctx *ctx, int exit_code,

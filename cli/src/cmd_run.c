@@ -1,0 +1,108 @@
+/*
+ * cmd_run.c - `ratchet run`: parses the command line (run_options.c) and
+ * runs the tasks. Running them needs the orchestrator (issue 6); until it
+ * is wired in, `ratchet run` checks everything a run would check - every
+ * option, the config file, the input source, the job log to resume - and
+ * supports --dry-run, which prints the command each input would run (with
+ * --resume, only those still to do), as GNU parallel's --dry-run does.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "command.h"
+#include "diag.h"
+#include "input.h"
+#include "joblog.h"
+#include "run_options.h"
+
+static void run_help(FILE *f) {
+  size_t n;
+  const cli_opt_def *d = cli_run_option_defs(&n);
+  fprintf(f, "usage: ratchet run [OPTIONS] COMMAND [ARG...] [::: INPUT...]\n"
+             "       ratchet run [OPTIONS] --plugin FILE.so --kind NAME [::: "
+             "INPUT...]\n"
+             "\n"
+             "Runs COMMAND once per input: the arguments after :::, else the "
+             "lines of\nstdin (or of -a FILE; NUL-separated with -0). "
+             "Placeholders in COMMAND:\n{} input, {.} without extension, {/} "
+             "base name, {//} directory, {/.} base\nname without extension, "
+             "{#} sequence number; without any, the input is\nappended. No "
+             "shell is used unless COMMAND is one argument with shell syntax\n"
+             "or --shell is given; inputs are then quoted.\n\n");
+  cli_opt_print_help(d, n, f);
+  fprintf(f, "\nDURATION: 250ms, 2s, 1m30s, 1h, or a number of seconds. "
+             "SIZE: 64K, 16M, 1G.\nExit status: 0 all succeeded, 1-100 the "
+             "number of failed tasks, 101 more,\n255 usage or other errors, "
+             "130 after SIGINT, 143 after SIGTERM.\n");
+}
+
+/* Prints the command of every input still to run. */
+static int dry_run(const cli_run_options *o, cli_err *e) {
+  cli_input *in = NULL;
+  cli_joblog_state *done = NULL;
+  const char sep = o->null_sep ? '\0' : '\n';
+  int rc;
+  if (o->input == CLI_INPUT_LIST)
+    rc = cli_input_from_list(o->inputs, o->n_inputs, &in);
+  else if (o->input == CLI_INPUT_FILE)
+    rc = cli_input_from_file("-a", o->arg_file, sep, &in, e);
+  else
+    rc = cli_input_from_fd(0, false, sep, "stdin", &in);
+  if (rc != 0)
+    return rc;
+  if ((o->resume || o->resume_failed) &&
+      (rc = cli_joblog_read("--joblog", o->joblog, &done, e)) != 0) {
+    cli_input_free(in);
+    return rc;
+  }
+  const char *rec;
+  size_t len;
+  while ((rc = cli_input_next(in, &rec, &len, e)) == 1) {
+    uint64_t seq = cli_input_count(in);
+    if (done != NULL && cli_joblog_skip(done, seq, o->resume_failed))
+      continue;
+    if (o->kind != NULL) {
+      printf("%s %s\n", o->kind, rec);
+      continue;
+    }
+    cli_command c;
+    if ((rc = cli_command_expand(&o->tmpl, rec, seq, &c)) != 0)
+      break;
+    printf("%s\n", c.display);
+    cli_command_free(&c);
+  }
+  cli_joblog_state_free(done);
+  cli_input_free(in);
+  if (rc == -ENOMEM)
+    cli_err_set(e, "out of memory");
+  return rc < 0 ? rc : 0;
+}
+
+int cli_cmd_run(int argc, char **argv) {
+  cli_run_options o;
+  cli_err e = {{0}};
+  cli_run_options_init(&o);
+  int rc = cli_run_options_parse(&o, argc, argv, 2, &e);
+  int status = CLI_EXIT_OK;
+  if (rc != 0) {
+    fprintf(stderr, "ratchet run: %s\n", e.msg);
+    status = CLI_EXIT_USAGE;
+  } else if (o.help) {
+    run_help(stdout);
+  } else if (o.dry_run) {
+    if (dry_run(&o, &e) != 0) {
+      fprintf(stderr, "ratchet run: %s\n", e.msg);
+      status = CLI_EXIT_USAGE;
+    }
+  } else {
+    fprintf(stderr, "ratchet run: running tasks needs the orchestrator, "
+                    "which is not wired in yet (use --dry-run to see the "
+                    "commands)\n");
+    status = CLI_EXIT_USAGE;
+  }
+  fflush(stdout);
+  cli_run_options_free(&o);
+  return status;
+}

@@ -1,0 +1,123 @@
+/*
+ * command.c - turns the template of `ratchet run` and one input into the
+ * argv a worker executes (command.h). The decision to use a shell is made
+ * once per run from the template alone, never from an input, so that an
+ * input full of metacharacters cannot change how the command is run.
+ */
+#include "command.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "placeholder.h"
+#include "ratchet/alloc.h"
+#include "sbuf.h"
+
+bool cli_needs_shell(const char *s) {
+  return strpbrk(s, " \t\n\r\v\f'\"|&;<>()$`\\*?[]#~") != NULL;
+}
+
+int cli_command_template_init(cli_command_template *t, char *const *tokens,
+                              size_t ntokens, bool force_shell, cli_err *e) {
+  memset(t, 0, sizeof *t);
+  if (ntokens == 0) {
+    cli_err_set(e, "no COMMAND given (usage: ratchet run [OPTIONS] COMMAND "
+                   "[ARG...] [::: INPUT...])");
+    return -EINVAL;
+  }
+  if (tokens[0][0] == '\0') {
+    cli_err_set(e, "the COMMAND is an empty string");
+    return -EINVAL;
+  }
+  t->tokens = tokens;
+  t->ntokens = ntokens;
+  t->shell = force_shell || (ntokens == 1 && cli_needs_shell(tokens[0]));
+  for (size_t i = 0; i < ntokens; i++)
+    if (cli_has_placeholder(tokens[i]))
+      t->has_placeholder = true;
+  return 0;
+}
+
+void cli_command_free(cli_command *c) {
+  if (c->argv != NULL)
+    for (size_t i = 0; i < c->argc; i++)
+      ratchet_free(c->argv[i]);
+  ratchet_free(c->argv);
+  ratchet_free(c->display);
+  memset(c, 0, sizeof *c);
+}
+
+static int expand_shell(const cli_command_template *t, const char *input,
+                        uint64_t seq, cli_command *out) {
+  cli_sbuf b = CLI_SBUF_INIT;
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < t->ntokens; i++) {
+    if (i > 0)
+      rc = cli_sbuf_addc(&b, ' ');
+    if (rc == 0)
+      rc = cli_expand(&b, t->tokens[i], input, seq, true);
+  }
+  if (rc == 0 && !t->has_placeholder) {
+    rc = cli_sbuf_addc(&b, ' ');
+    if (rc == 0)
+      rc = cli_shell_quote(&b, input);
+  }
+  out->argv = ratchet_calloc(2, sizeof *out->argv);
+  char *script = rc == 0 ? cli_sbuf_take(&b) : NULL;
+  out->display = script != NULL ? cli_strdup(script) : NULL;
+  cli_sbuf_free(&b);
+  if (out->argv == NULL || script == NULL || out->display == NULL) {
+    ratchet_free(script);
+    return -ENOMEM;
+  }
+  out->argv[0] = script;
+  out->argc = 1;
+  return 0;
+}
+
+static int expand_exec(const cli_command_template *t, const char *input,
+                       uint64_t seq, cli_command *out) {
+  size_t argc = t->ntokens + (t->has_placeholder ? 0 : 1);
+  out->argv = ratchet_calloc(argc + 1, sizeof *out->argv);
+  if (out->argv == NULL)
+    return -ENOMEM;
+  cli_sbuf b = CLI_SBUF_INIT;
+  cli_sbuf disp = CLI_SBUF_INIT;
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < argc; i++) {
+    if (i < t->ntokens)
+      rc = cli_expand(&b, t->tokens[i], input, seq, false);
+    else
+      rc = cli_sbuf_adds(&b, input);
+    if (rc == 0 && i > 0)
+      rc = cli_sbuf_addc(&disp, ' ');
+    if (rc == 0)
+      rc = cli_shell_quote(&disp, cli_sbuf_str(&b));
+    if (rc == 0) {
+      out->argv[i] = cli_sbuf_take(&b);
+      if (out->argv[i] == NULL)
+        rc = -ENOMEM;
+      else
+        out->argc = i + 1;
+    }
+  }
+  if (rc == 0) {
+    out->display = cli_sbuf_take(&disp);
+    if (out->display == NULL)
+      rc = -ENOMEM;
+  }
+  cli_sbuf_free(&b);
+  cli_sbuf_free(&disp);
+  return rc;
+}
+
+int cli_command_expand(const cli_command_template *t, const char *input,
+                       uint64_t seq, cli_command *out) {
+  memset(out, 0, sizeof *out);
+  out->shell = t->shell;
+  int rc = t->shell ? expand_shell(t, input, seq, out)
+                    : expand_exec(t, input, seq, out);
+  if (rc != 0)
+    cli_command_free(out);
+  return rc;
+}

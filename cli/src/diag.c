@@ -1,0 +1,71 @@
+/*
+ * diag.c - formatting of the command line's error messages. Bad values are
+ * echoed back to the user, so they are escaped and cut to a readable length
+ * first: a value may hold a newline, a terminal escape or a megabyte.
+ */
+#include "diag.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void cli_err_set(cli_err *e, const char *fmt, ...) {
+  if (e == NULL)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+}
+
+void cli_err_prefix(cli_err *e, const char *fmt, ...) {
+  if (e == NULL)
+    return;
+  char head[512];
+  char old[sizeof e->msg];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(head, sizeof head, fmt, ap);
+  va_end(ap);
+  memcpy(old, e->msg, sizeof old);
+  /* Truncation is acceptable: the message is cut, never overrun. */
+  size_t n = strlen(head);
+  if (n > sizeof e->msg - 3)
+    n = sizeof e->msg - 3;
+  memcpy(e->msg, head, n);
+  memcpy(e->msg + n, ": ", 2);
+  size_t rest = sizeof e->msg - n - 3;
+  size_t ol = strlen(old);
+  if (ol > rest)
+    ol = rest;
+  memcpy(e->msg + n + 2, old, ol);
+  e->msg[n + 2 + ol] = '\0';
+}
+
+const char *cli_show(const char *s, char *buf) {
+  static const char hex[] = "0123456789abcdef";
+  const size_t shown_max = 64;
+  size_t o = 0, i = 0;
+  if (s == NULL)
+    s = "";
+  for (; s[i] != '\0' && i < shown_max; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\n' || c == '\t' || c == '\r' || c == '\'' || c == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : (char)c;
+    } else if (c < 0x20 || c == 0x7f) {
+      buf[o++] = '\\';
+      buf[o++] = 'x';
+      buf[o++] = hex[c >> 4];
+      buf[o++] = hex[c & 15];
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  if (s[i] != '\0') {
+    memcpy(buf + o, "...", 3);
+    o += 3;
+  }
+  buf[o] = '\0';
+  return buf;
+}

@@ -1,0 +1,146 @@
+/*
+ * test_input.c - the input readers (input.c): lines, NUL-separated
+ * records, a missing final separator, empty records, records longer than
+ * the read buffer, NUL bytes in a line, lists, and missing files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "input.h"
+#include "ratchet/alloc.h"
+#include "testutil.h"
+
+static cli_input *open_text(const char *text, size_t len, char sep) {
+  const char *path = tu_write_temp(0, text, len);
+  cli_input *in;
+  cli_err e = {{0}};
+  assert_int_equal(cli_input_from_file("-a", path, sep, &in, &e), 0);
+  unlink(path); /* the fd stays open */
+  return in;
+}
+
+static void expect(cli_input *in, const char *want, size_t wlen) {
+  const char *rec;
+  size_t len;
+  cli_err e = {{0}};
+  assert_int_equal(cli_input_next(in, &rec, &len, &e), 1);
+  assert_int_equal(len, wlen);
+  assert_memory_equal(rec, want, wlen);
+  assert_int_equal(rec[len], '\0');
+}
+
+static void expect_end(cli_input *in) {
+  const char *rec;
+  size_t len;
+  cli_err e = {{0}};
+  assert_int_equal(cli_input_next(in, &rec, &len, &e), 0);
+  assert_int_equal(cli_input_next(in, &rec, &len, &e), 0);
+}
+
+static void lines(void **state) {
+  (void)state;
+  const char text[] = "a b\n\nit's \"q\"\r\nlast";
+  cli_input *in = open_text(text, sizeof text - 1, '\n');
+  expect(in, "a b", 3);
+  expect(in, "", 0);
+  expect(in, "it's \"q\"\r", 9);
+  expect(in, "last", 4);
+  assert_true(cli_input_unterminated(in));
+  expect_end(in);
+  assert_int_equal(cli_input_count(in), 4);
+  cli_input_free(in);
+}
+
+static void nul_records(void **state) {
+  (void)state;
+  const char text[] = "one\ntwo\0three words\0\0";
+  cli_input *in = open_text(text, sizeof text - 1, '\0');
+  expect(in, "one\ntwo", 7);
+  expect(in, "three words", 11);
+  expect(in, "", 0);
+  assert_false(cli_input_unterminated(in));
+  expect_end(in);
+  cli_input_free(in);
+}
+
+static void nul_in_line(void **state) {
+  (void)state;
+  const char text[] = "ok\nbad\0byte\n";
+  cli_input *in = open_text(text, sizeof text - 1, '\n');
+  expect(in, "ok", 2);
+  const char *rec;
+  size_t len;
+  cli_err e = {{0}};
+  assert_int_equal(cli_input_next(in, &rec, &len, &e), -EINVAL);
+  assert_msg_has(e.msg, "input 2 contains a NUL byte (use -0");
+  cli_input_free(in);
+}
+
+static void long_records(void **state) {
+  (void)state;
+  const size_t n = 300000;
+  char *text = ratchet_malloc(2 * n + 2);
+  memset(text, 'x', n);
+  text[n] = '\n';
+  memset(text + n + 1, 'y', n);
+  text[2 * n + 1] = '\n';
+  cli_input *in = open_text(text, 2 * n + 2, '\n');
+  expect(in, text, n);
+  expect(in, text + n + 1, n);
+  expect_end(in);
+  cli_input_free(in);
+  ratchet_free(text);
+}
+
+static void empty_and_list(void **state) {
+  (void)state;
+  cli_input *in = open_text("", 0, '\n');
+  expect_end(in);
+  cli_input_free(in);
+  char *items[] = {(char *)"a", (char *)"", (char *)"c d"};
+  assert_int_equal(cli_input_from_list(items, 3, &in), 0);
+  expect(in, "a", 1);
+  expect(in, "", 0);
+  expect(in, "c d", 3);
+  expect_end(in);
+  cli_input_free(in);
+  cli_input_free(NULL);
+}
+
+static void pipe_input(void **state) {
+  (void)state;
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(write(p[1], "1\n2\n3", 5), 5);
+  close(p[1]);
+  cli_input *in;
+  assert_int_equal(cli_input_from_fd(p[0], true, '\n', "stdin", &in), 0);
+  expect(in, "1", 1);
+  expect(in, "2", 1);
+  expect(in, "3", 1);
+  expect_end(in);
+  cli_input_free(in);
+}
+
+static void missing_file(void **state) {
+  (void)state;
+  cli_input *in;
+  cli_err e = {{0}};
+  assert_int_equal(
+      cli_input_from_file("-a", "/nonexistent/inputs.txt", '\n', &in, &e),
+      -ENOENT);
+  assert_msg_has(e.msg, "-a: cannot open '/nonexistent/inputs.txt'");
+  assert_msg_has(e.msg, "No such file");
+}
+
+int test_input(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(lines),          cmocka_unit_test(nul_records),
+      cmocka_unit_test(nul_in_line),    cmocka_unit_test(long_records),
+      cmocka_unit_test(empty_and_list), cmocka_unit_test(pipe_input),
+      cmocka_unit_test(missing_file),
+  };
+  return cmocka_run_group_tests_name("input", tests, NULL, NULL);
+}
