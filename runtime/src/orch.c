@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "orch_internal.h"
 #include "ratchet/alloc.h"
@@ -100,6 +101,12 @@ task_ext *ratchet__orch_ext(ratchet_orch *o, task *t) {
 }
 
 void ratchet__final_clear(final_out *f) {
+  if (f->stdout_path != NULL)
+    (void)unlink(f->stdout_path);
+  if (f->stderr_path != NULL)
+    (void)unlink(f->stderr_path);
+  ratchet_free(f->stdout_path);
+  ratchet_free(f->stderr_path);
   ratchet_free(f->error);
   ratchet_free(f->output);
   ratchet_free(f->stderr_data);
@@ -121,6 +128,23 @@ void *ratchet__dup_bytes(const void *p, size_t n) {
   if (d != NULL)
     memcpy(d, p, n);
   return d;
+}
+
+char *ratchet__spill_link(const char *path) {
+  static atomic_uint_fast64_t n;
+  if (path == NULL)
+    return NULL;
+  size_t len = strlen(path) + 32;
+  char *p = ratchet_malloc(len);
+  if (p == NULL)
+    return NULL;
+  snprintf(p, len, "%s.%llu", path,
+           (unsigned long long)atomic_fetch_add(&n, 1));
+  if (link(path, p) != 0) {
+    ratchet_free(p);
+    return NULL;
+  }
+  return p;
 }
 
 static void ext_free(task_ext *e) {
@@ -257,7 +281,7 @@ void ratchet__orch_expiry_track(ratchet_orch *o, task *t) {
   if (due == 0)
     return;
   e->expiry.due = due;
-  e->expiry.seq_ = t->id; /* the owner's id, for the expiry timer */
+  e->owner = t;
   if (ratchet__heap_push(&o->expiries, &e->expiry) == 0)
     ratchet__orch_arm_timer(o);
 }
@@ -367,6 +391,8 @@ static void fill_result(const ratchet_orch *o, const task *t,
   r->error = f->error != NULL ? f->error : "";
   r->stderr_data = f->stderr_data;
   r->stderr_len = f->stderr_len;
+  r->stdout_path = f->stdout_path;
+  r->stderr_path = f->stderr_path;
   r->exit_code = f->exit_code;
   r->term_signal = f->term_signal;
   r->core_dumped = f->core_dumped;
@@ -690,10 +716,8 @@ void ratchet__orch_timer_cb(uv_timer_t *h) {
   uint64_t now = ratchet_now_ns();
   ratchet__heap_node *n;
   while ((n = ratchet__heap_peek(&o->expiries)) != NULL && n->due <= now) {
-    task *t = ratchet__idmap_get(&o->tasks, n->seq_);
     ratchet__heap_pop(&o->expiries);
-    if (t == NULL)
-      continue;
+    task *t = ((task_ext *)((char *)n - offsetof(task_ext, expiry)))->owner;
     ratchet__orch_unwait(o, t);
     char buf[160];
     snprintf(buf, sizeof buf, "expired after %.3f s waiting",

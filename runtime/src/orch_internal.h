@@ -80,6 +80,9 @@ typedef struct final_out {
   size_t output_len;
   void *stderr_data; /* owned, or NULL */
   size_t stderr_len;
+  /* Spilled output files (owned names; the files are deleted when the
+   * final_out is cleared). */
+  char *stdout_path, *stderr_path;
   int exit_code, term_signal;
   bool core_dumped, cached;
   uint64_t run_ns, user_cpu_us, sys_cpu_us, max_rss_kb;
@@ -92,6 +95,7 @@ struct task_ext {
   /* Times, absolute monotonic ns; 0 none. */
   uint64_t not_before, expire_at, deadline_at, timeout_ns;
   ratchet__heap_node expiry; /* on the expiry heap while waiting */
+  task *owner;               /* the task, for the expiry timer */
   int32_t pin_pool, pin_worker;
   void *affinity;
   size_t affinity_len;
@@ -242,7 +246,11 @@ void ratchet__orch_publish_task(ratchet_orch *o, ratchet_event_type type,
 int ratchet__orch_submit_loop(ratchet_orch *o, const ratchet_task_spec *spec,
                               uint64_t id, uint64_t parent_id);
 void ratchet__orch_finish(ratchet_orch *o, task *t, final_out *f);
+/* Frees f's buffers and deletes its spilled files. */
 void ratchet__final_clear(final_out *f);
+/* A second name (hard link) for a spilled file, so that a copy of an
+ * outcome can be cleared independently; NULL when none or on failure. */
+char *ratchet__spill_link(const char *path);
 uint64_t ratchet__orch_random(ratchet_orch *o);
 void ratchet__orch_error(ratchet_orch *o, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)

@@ -26,6 +26,10 @@ static void copy_result(final_out *f, const Ratchet__V1__Result *r) {
   f->output_len = f->output != NULL ? r->output.len : 0;
   f->stderr_data = ratchet__dup_bytes(r->stderr.data, r->stderr.len);
   f->stderr_len = f->stderr_data != NULL ? r->stderr.len : 0;
+  if (r->stdout_path != NULL && r->stdout_path[0] != '\0')
+    f->stdout_path = ratchet__dup_str(r->stdout_path);
+  if (r->stderr_path != NULL && r->stderr_path[0] != '\0')
+    f->stderr_path = ratchet__dup_str(r->stderr_path);
   f->exit_code = r->exit_code;
   f->term_signal = r->signal;
   f->core_dumped = r->core_dumped;

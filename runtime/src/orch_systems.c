@@ -84,6 +84,8 @@ static int copy_final(final_out *dst, const final_out *src) {
   dst->error = src->error != NULL ? ratchet__dup_str(src->error) : NULL;
   dst->output = ratchet__dup_bytes(src->output, src->output_len);
   dst->stderr_data = ratchet__dup_bytes(src->stderr_data, src->stderr_len);
+  dst->stdout_path = ratchet__spill_link(src->stdout_path);
+  dst->stderr_path = ratchet__spill_link(src->stderr_path);
   if ((src->error != NULL && dst->error == NULL) ||
       (src->output_len > 0 && dst->output == NULL) ||
       (src->stderr_len > 0 && dst->stderr_data == NULL)) {
@@ -338,6 +340,10 @@ int ratchet__cache_value_decode(const void *v, size_t len, final_out *f) {
 static void cache_store(ratchet_orch *o, task_ext *e,
                         const Ratchet__V1__Result *res, uint64_t now) {
   (void)now;
+  /* Output spilled to files is too big to cache. */
+  if ((res->stdout_path != NULL && res->stdout_path[0] != '\0') ||
+      (res->stderr_path != NULL && res->stderr_path[0] != '\0'))
+    return;
   Ratchet__V1__Result r;
   ratchet__v1__result__init(&r);
   r.status = RATCHET__V1__STATUS__STATUS_OK;

@@ -84,6 +84,11 @@ typedef struct ratchet_orch_task ratchet_orch_task;
  *               orchestrator ended the task ("circuit breaker 'fetch' is
  *               open", "expired after 2.000 s in the queue", ...); "" for OK
  * stderr_data   the worker's Result.stderr (commands), NULL/0 otherwise
+ * stdout_path, stderr_path  a command's output that was too big for memory
+ *               and was spilled by the worker to a temporary file
+ *               (Result.stdout_path / stderr_path); NULL when none. The
+ *               file is deleted after the callback returns: read it, or
+ *               rename(2) it away to keep it
  * exit_code, term_signal, core_dumped  from the last Result (commands)
  * attempts      attempts dispatched to a worker (0: never ran)
  * crashes       attempts whose worker died, hung or broke the protocol
@@ -105,6 +110,8 @@ typedef struct ratchet_orch_result {
   const char *error;
   const void *stderr_data;
   size_t stderr_len;
+  const char *stdout_path;
+  const char *stderr_path;
   int exit_code;
   int term_signal;
   bool core_dumped;
