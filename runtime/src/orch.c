@@ -189,8 +189,8 @@ void ratchet__orch_publish_task(ratchet_orch *o, ratchet_event_type type,
   ev.duration_ns = duration_ns;
   ev.group = group != NULL ? group : "";
   ev.message = message != NULL ? message : "";
-  if (type == RATCHET_EV_COALESCED && t->ext != NULL && t->ext->leader)
-    ev.related_id = t->ext->leader->id;
+  if (type == RATCHET_EV_COALESCED && t->ext != NULL)
+    ev.related_id = t->ext->leader_id;
   ratchet_events_publish(o->events, &ev);
 }
 
@@ -275,7 +275,7 @@ void ratchet__orch_expiry_track(ratchet_orch *o, task *t) {
   task_ext *e = t->ext;
   if (e == NULL || ratchet__heap_contains(&e->expiry))
     return;
-  uint64_t due = e->expire_at;
+  uint64_t due = t->first_dispatch_ns == 0 ? e->expire_at : 0;
   if (e->deadline_at != 0 && (due == 0 || e->deadline_at < due))
     due = e->deadline_at;
   if (due == 0)
@@ -295,6 +295,13 @@ void ratchet__orch_expiry_untrack(ratchet_orch *o, task *t) {
  * of the worker it is bound to. */
 void ratchet__orch_enqueue(ratchet_orch *o, task *t, bool front) {
   orch_pool *op = pool_of(o, t);
+  if (op->failed && !o->closing) {
+    /* Nothing will serve it: a retry, a redispatch or a delayed task of a
+     * pool that gave up ends here. */
+    t->state = TS_NEW;
+    ratchet__orch_finish_with(o, t, RATCHET_STATUS_LOST, op->fail_reason);
+    return;
+  }
   int32_t w = bound_worker(o, t);
   if (w >= 0 && pinned_list_reserve(op, (uint32_t)w) == 0) {
     task_list *l = &op->pinned[w];
@@ -319,22 +326,17 @@ void ratchet__orch_enqueue(ratchet_orch *o, task *t, bool front) {
 }
 
 /* Puts a task on the timer heap until due. */
-void ratchet__orch_schedule(ratchet_orch *o, task *t, uint64_t due,
-                            bool front) {
+int ratchet__orch_schedule(ratchet_orch *o, task *t, uint64_t due, bool front) {
   t->timer.due = due;
   t->retry_front = front;
-  if (ratchet__heap_push(&o->timers, &t->timer) != 0) {
-    /* No memory for the heap: wait in the queue instead; the DISPATCH
-     * systems will defer it again and the retry happens a little early at
-     * worst. */
-    ratchet__orch_enqueue(o, t, front);
-    return;
-  }
+  if (ratchet__heap_push(&o->timers, &t->timer) != 0)
+    return -ENOMEM; /* the caller ends the task: it cannot wait */
   t->state = TS_TIMED;
   o->waiting++;
   o->timed++;
   ratchet__orch_expiry_track(o, t);
   ratchet__orch_arm_timer(o);
+  return 0;
 }
 
 /* Takes a task out of wherever it waits. */
@@ -399,8 +401,8 @@ static void fill_result(const ratchet_orch *o, const task *t,
   r->attempts = t->attempts;
   r->crashes = t->crashes;
   r->cached = f->cached;
-  r->coalesced = t->ext != NULL && t->ext->leader != NULL;
-  r->related_id = r->coalesced     ? t->ext->leader->id
+  r->coalesced = t->ext != NULL && t->ext->leader_id != 0;
+  r->related_id = r->coalesced     ? t->ext->leader_id
                   : t->ext != NULL ? t->ext->parent_id
                                    : 0;
   r->pool = t->worker >= 0 ? (int32_t)t->pool : -1;
@@ -451,7 +453,11 @@ static void deliver(ratchet_orch *o, task *t, final_out *f) {
 /* Ends a task with f (taken over: its buffers now belong to the task's
  * finish). The task must not be waiting anywhere. */
 void ratchet__orch_finish(ratchet_orch *o, task *t, final_out *f) {
-  ratchet__orch_forget_keys(o, t, f);
+  /* A cancelled leader hands its keys to the follower it promotes
+   * (ratchet__orch_release_followers): keep them until then. */
+  if (!(t->cancel_requested && f->status == RATCHET_STATUS_CANCELLED &&
+        !o->closing && t->ext != NULL && t->ext->followers != NULL))
+    ratchet__orch_forget_keys(o, t, f);
   if (o->in_api) {
     /* Deliver from the loop: park the outcome in the ext. */
     task_ext *e = ratchet__orch_ext(o, t);
@@ -534,14 +540,31 @@ ratchet_decision ratchet__orch_run_systems(ratchet_orch *o, task *t,
 
 /* Sends t to worker w (or any); returns 0 (sent, or ended, or deferred:
  * keep going), -EAGAIN (no room: t is back at the front of its queue). */
+/* A breaker permit taken at DISPATCH for an attempt that does not start. */
+static void give_back_permit(task *t, uint64_t now) {
+  if (t->breaker_permit && t->ext != NULL && t->ext->breaker != NULL)
+    ratchet_breaker_record(t->ext->breaker->b, RATCHET_BREAKER_IGNORED, 0, now);
+  t->breaker_permit = false;
+}
+
 static int dispatch_one(ratchet_orch *o, orch_pool *op, task *t, uint32_t w) {
   uint64_t now = ratchet_now_ns();
   char why[MAX_ERROR_TEXT];
   ratchet_decision d = ratchet__orch_run_systems(o, t, RATCHET_AT_DISPATCH,
                                                  NULL, now, why, sizeof why);
+  if (d.verdict != RATCHET_PROCEED || t->cancel_requested)
+    give_back_permit(t, now);
+  if (t->cancel_requested) {
+    /* A system cancelled it while it was being dispatched. */
+    ratchet__orch_finish_with(o, t, RATCHET_STATUS_CANCELLED,
+                              "cancelled before it ran");
+    return 0;
+  }
   if (d.verdict == RATCHET_DEFER) {
-    ratchet__orch_schedule(o, t, d.until_ns > now ? d.until_ns : now + 1000000u,
-                           true);
+    if (ratchet__orch_schedule(
+            o, t, d.until_ns > now ? d.until_ns : now + 1000000u, true) != 0)
+      ratchet__orch_finish_with(o, t, RATCHET_STATUS_LOST,
+                                "out of memory deferring the task");
     return 0;
   }
   if (d.verdict == RATCHET_FINISH || d.verdict == RATCHET_RETRY) {
@@ -589,20 +612,14 @@ static int dispatch_one(ratchet_orch *o, orch_pool *op, task *t, uint32_t w) {
   ratchet_free(md);
   ratchet_free(mdp);
   if (rc == -EAGAIN || rc == -ESHUTDOWN) {
-    if (t->breaker_permit && e != NULL && e->breaker != NULL) {
-      ratchet_breaker_record(e->breaker->b, RATCHET_BREAKER_IGNORED, 0, now);
-      t->breaker_permit = false;
-    }
+    give_back_permit(t, now);
     return -EAGAIN;
   }
   if (rc < 0) {
     char buf[256];
     snprintf(buf, sizeof buf, "could not send the task to pool %u: %s",
              op->index, ratchet_strerror(rc));
-    if (t->breaker_permit && e != NULL && e->breaker != NULL) {
-      ratchet_breaker_record(e->breaker->b, RATCHET_BREAKER_IGNORED, 0, now);
-      t->breaker_permit = false;
-    }
+    give_back_permit(t, now);
     ratchet__orch_finish_with(o, t, RATCHET_STATUS_LOST, buf);
     return 0;
   }
@@ -638,8 +655,10 @@ static void pump_pool(ratchet_orch *o, orch_pool *op) {
       op->pinned_total--;
       o->waiting--;
       ratchet__orch_expiry_untrack(o, t);
+      t->state = TS_NEW; /* in nobody's list while systems run */
       if (dispatch_one(o, op, t, w) == -EAGAIN) {
         ratchet__list_push_front(l, t);
+        t->state = TS_PINNED;
         op->pinned_total++;
         o->waiting++;
         ratchet__orch_expiry_track(o, t);
@@ -657,14 +676,16 @@ static void pump_pool(ratchet_orch *o, orch_pool *op) {
       op->queued--;
       o->waiting--;
       int32_t w = bound_worker(o, t);
-      if (w >= 0) {
+      ratchet__orch_expiry_untrack(o, t);
+      t->state = TS_NEW; /* in nobody's list while systems run */
+      if (w >= 0 && pinned_list_reserve(op, (uint32_t)w) == 0) {
         /* Bound to a worker (affinity learnt after it was queued). */
         ratchet__orch_enqueue(o, t, false);
         continue;
       }
-      ratchet__orch_expiry_untrack(o, t);
       if (dispatch_one(o, op, t, RATCHET_POOL_ANY) == -EAGAIN) {
         ratchet__list_push_front(l, t);
+        t->state = TS_QUEUED;
         op->queued++;
         o->waiting++;
         ratchet__orch_expiry_track(o, t);
@@ -697,6 +718,7 @@ void ratchet__orch_kick_cb(uv_idle_t *h) {
     for (uint32_t i = 0; i < o->n_pools; i++)
       pump_pool(o, o->pools[i]);
   maybe_room(o);
+  ratchet__orch_gauges(o);
   if (o->live == 0 && o->drain_cb != NULL) {
     void (*cb)(ratchet_orch *, void *) = o->drain_cb;
     o->drain_cb = NULL;
@@ -735,4 +757,20 @@ void ratchet__orch_timer_cb(uv_timer_t *h) {
     ratchet__orch_enqueue(o, t, t->retry_front);
   }
   ratchet__orch_arm_timer(o);
+  ratchet__orch_kick(o); /* room, drain, gauges */
+}
+
+void ratchet__orch_gauges(ratchet_orch *o) {
+  uint64_t ready = 0;
+  for (uint32_t i = 0; i < o->n_pools; i++) {
+    if (o->pools[i]->pool == NULL)
+      continue;
+    ratchet_pool_stats st;
+    ratchet_pool_stats_get(o->pools[i]->pool, &st);
+    ready += st.ready;
+  }
+  atomic_store(&o->g_queued, o->waiting - o->timed);
+  atomic_store(&o->g_delayed, o->timed);
+  atomic_store(&o->g_in_flight, o->in_flight);
+  atomic_store(&o->g_ready, ready);
 }

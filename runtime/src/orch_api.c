@@ -167,6 +167,7 @@ int ratchet_orch_new(uv_loop_t *loop, const ratchet_orch_options *opt,
   uv_idle_init(loop, &o->kick);
   o->kick.data = o;
   o->open_handles = 3;
+  o->loop_thread = uv_thread_self();
   *out = o;
   return 0;
 fail:
@@ -330,6 +331,9 @@ int ratchet_orch_cancel(ratchet_orch *o, uint64_t id) {
   if (t->cancel_requested)
     return -EALREADY;
   t->cancel_requested = true;
+  if (t->state == TS_NEW)
+    return 0; /* between two states (a system is running on it): the code
+                 that moves it on sees the flag */
   bool was = o->in_api;
   o->in_api = true;
   switch ((task_state)t->state) {
@@ -455,19 +459,15 @@ void ratchet_orch_close(ratchet_orch *o, void (*cb)(void *data)) {
 int ratchet_orch_stats(ratchet_orch *o, ratchet_stats **out) {
   if (o == NULL || out == NULL)
     return -EINVAL;
+  uv_thread_t self = uv_thread_self();
+  if (uv_thread_equal(&self, &o->loop_thread))
+    ratchet__orch_gauges(o); /* exact on the loop; a moment old elsewhere */
   ratchet__gauges g;
   g.taken_ns = ratchet_now_ns();
-  g.queued = o->waiting - o->timed;
-  g.delayed = o->timed;
-  g.in_flight = o->in_flight;
-  g.workers_ready = 0;
-  for (uint32_t i = 0; i < o->n_pools; i++) {
-    if (o->pools[i]->pool == NULL)
-      continue;
-    ratchet_pool_stats st;
-    ratchet_pool_stats_get(o->pools[i]->pool, &st);
-    g.workers_ready += st.ready;
-  }
+  g.queued = atomic_load(&o->g_queued);
+  g.delayed = atomic_load(&o->g_delayed);
+  g.in_flight = atomic_load(&o->g_in_flight);
+  g.workers_ready = atomic_load(&o->g_ready);
   return ratchet__acct_snapshot(o->acct, &g, out);
 }
 

@@ -110,8 +110,10 @@ struct task_ext {
   dedupe_entry *dedupe_entry;
   ratchet_policy_cache cache; /* salt copied */
   ratchet_cache_key cache_key;
+  bool cache_key_set;
   bool cache_leader; /* registered in the in-flight cache map */
   ratchet_policy_produces produces;
+  uint32_t children_dropped; /* over max_children or refused */
   uint64_t parent_id;
   ratchet_component *components; /* data copied after the array */
   size_t n_components;
@@ -120,6 +122,7 @@ struct task_ext {
   /* Coalescing: a leader's followers (singly linked through follower_next)
    * and a follower's leader. */
   task *followers, *follower_next, *leader;
+  uint64_t leader_id; /* the leader's id, kept for the result */
   /* The last failure, for the final outcome when the task later ends by
    * expiry or shutdown. */
   final_out last;
@@ -145,6 +148,8 @@ struct orch_pool {
   uint32_t n_pinned_slots;
   size_t pinned_total;
   bool closed;
+  bool failed; /* the pool gave up: its tasks end LOST */
+  char fail_reason[512];
 };
 
 /* A task handed over by submit_async. */
@@ -208,7 +213,12 @@ struct ratchet_orch {
   size_t n_systems;
   size_t n_builtin;
   char last_error[256];
-  bool in_api; /* inside submit/cancel: finals wait for the loop */
+  /* Gauges for ratchet_orch_stats from other threads, refreshed by the
+   * loop after each batch of work. */
+  atomic_uint_fast64_t g_queued, g_delayed, g_in_flight, g_ready;
+  uv_thread_t loop_thread;
+  size_t dedupe_sweep_at; /* sweep expired dedupe entries past this size */
+  bool in_api;            /* inside submit/cancel: finals wait for the loop */
 };
 
 /* orch.c: lists, waiting, dispatch, the final outcome. */
@@ -226,7 +236,9 @@ void ratchet__orch_expiry_untrack(ratchet_orch *o, task *t);
 /* Into its pool's FIFO (front: ahead of the rest) or a worker's wait list. */
 void ratchet__orch_enqueue(ratchet_orch *o, task *t, bool front);
 /* Onto the timer heap until due; then enqueued (front as given). */
-void ratchet__orch_schedule(ratchet_orch *o, task *t, uint64_t due, bool front);
+int ratchet__orch_schedule(ratchet_orch *o, task *t, uint64_t due, bool front);
+/* Refreshes the gauges ratchet_orch_stats reads from other threads. */
+void ratchet__orch_gauges(ratchet_orch *o);
 /* Out of wherever it waits (queue, wait list, timer heap, expiry heap). */
 void ratchet__orch_unwait(ratchet_orch *o, task *t);
 /* Ends t with a status and reason of the orchestrator's (keeping the last

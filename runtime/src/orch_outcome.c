@@ -66,6 +66,14 @@ static void on_result(ratchet_orch *o, task *t, const Ratchet__V1__Result *r,
                                NULL, NULL);
     (void)ratchet__orch_run_systems(o, t, RATCHET_AT_SUCCESS, &a, now, why,
                                     sizeof why);
+    if (t->ext != NULL && t->ext->children_dropped > 0 && f.error == NULL) {
+      char buf[160];
+      snprintf(buf, sizeof buf,
+               "%u child tasks dropped (over max_children %u, or refused: "
+               "see the rejected events)",
+               t->ext->children_dropped, t->ext->produces.max_children);
+      f.error = ratchet__dup_str(buf);
+    }
     ratchet__orch_finish(o, t, &f);
     return;
   }
@@ -90,8 +98,12 @@ static void on_result(ratchet_orch *o, task *t, const Ratchet__V1__Result *r,
       ratchet__acct_count(o->acct, t->kind, RATCHET_COUNT_RETRIES, 1);
       ratchet__orch_publish_task(o, RATCHET_EV_RETRY, t, f.status, d.delay_ns,
                                  0, NULL, f.error);
-      ratchet__orch_schedule(o, t, now + d.delay_ns, false);
-      return;
+      if (ratchet__orch_schedule(o, t, now + d.delay_ns, false) == 0)
+        return;
+      /* No memory to wait: end with this failure. */
+      f = e->last;
+      memset(&e->last, 0, sizeof e->last);
+      e->has_last = false;
     }
   }
   if (d.verdict == RATCHET_FINISH && d.status != RATCHET_STATUS_NONE) {
@@ -203,9 +215,10 @@ void ratchet__orch_pool_event(ratchet_pool *p, const ratchet_pool_event *pe) {
      * end LOST with the pool's reason; its in-flight ones come back lost
      * as the pool winds down. */
     op->closed = true;
-    char buf[MAX_ERROR_TEXT];
-    snprintf(buf, sizeof buf, "pool %u failed: %s", op->index,
-             pe->message != NULL ? pe->message : "");
+    op->failed = true;
+    snprintf(op->fail_reason, sizeof op->fail_reason, "pool %u failed: %s",
+             op->index, pe->message != NULL ? pe->message : "");
+    const char *buf = op->fail_reason;
     for (int i = 0; i < N_PRIO; i++)
       while (op->prio[i].head != NULL) {
         task *t = op->prio[i].head;

@@ -236,6 +236,10 @@ int ratchet__orch_submit_loop(ratchet_orch *o, const ratchet_task_spec *s,
     ratchet__orch_error(o, "no pool serves kind '%s'", s->kind);
     return RATCHET_ENOPOOL;
   }
+  if (o->pools[pool]->failed) {
+    ratchet__orch_error(o, "%s", o->pools[pool]->fail_reason);
+    return RATCHET_ENOPOOL;
+  }
   if (s->rate_group != NULL &&
       ratchet__strmap_get(o->limiters, s->rate_group, strlen(s->rate_group)) ==
           NULL) {
@@ -296,7 +300,9 @@ int ratchet__orch_submit_loop(ratchet_orch *o, const ratchet_task_spec *s,
   if (t->state == TS_FOLLOWER) {
     /* Joined an identical task. */
   } else if (d.verdict == RATCHET_DEFER) {
-    ratchet__orch_schedule(o, t, d.until_ns, false);
+    if (ratchet__orch_schedule(o, t, d.until_ns, false) != 0)
+      ratchet__orch_finish_with(o, t, RATCHET_STATUS_LOST,
+                                "out of memory delaying the task");
   } else if (d.verdict == RATCHET_FINISH || d.verdict == RATCHET_RETRY) {
     ratchet__orch_finish_with(
         o, t,
@@ -330,6 +336,8 @@ typedef struct bump {
 } bump;
 
 static void *bump_copy(bump *b, const void *src, size_t n, size_t align) {
+  if (src == NULL)
+    return NULL; /* absent stays absent: a NULL affinity_key, ... */
   b->used = (b->used + align - 1) & ~(align - 1);
   void *d = b->p != NULL ? b->p + b->used : NULL;
   if (d != NULL && n > 0)
@@ -429,7 +437,8 @@ int ratchet_orch_submit_async(ratchet_orch *o, const ratchet_task_spec *spec,
     ratchet_free(it);
     return -ESHUTDOWN;
   }
-  it->id = atomic_fetch_add(&o->next_id, 1);
+  uint64_t n = atomic_fetch_add(&o->next_id, 1);
+  it->id = n;
   if (o->async_tail != NULL)
     o->async_tail->next = it;
   else
@@ -437,8 +446,9 @@ int ratchet_orch_submit_async(ratchet_orch *o, const ratchet_task_spec *spec,
   o->async_tail = it;
   uv_async_send(&o->async);
   pthread_mutex_unlock(&o->async_lock);
+  /* Not it->id: once unlocked, the loop may have run and freed it. */
   if (id != NULL)
-    *id = it->id;
+    *id = n;
   return 0;
 }
 

@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "orch_internal.h"
 #include "ratchet/alloc.h"
@@ -44,8 +45,9 @@
 /* ------------------------------------------------------------- coalescing */
 
 struct dedupe_entry {
-  task *leader;  /* LEADING: the task that runs, while it lives */
-  task *pending; /* TRAILING: the task waiting for quiet */
+  uint64_t leader_id; /* LEADING: the task that ran, for late joiners */
+  task *leader;       /* LEADING: the task that runs, while it lives */
+  task *pending;      /* TRAILING: the task waiting for quiet */
   uint64_t expires_at;
   bool has_final; /* LEADING: the leader ended within the window */
   final_out final;
@@ -54,6 +56,7 @@ struct dedupe_entry {
 static void make_follower(ratchet_orch *o, task *t, task *leader) {
   task_ext *le = leader->ext, *te = t->ext;
   te->leader = leader;
+  te->leader_id = leader->id;
   te->follower_next = NULL;
   /* Append, so followers complete in submission order. */
   task **p = &le->followers;
@@ -69,6 +72,8 @@ static void make_follower(ratchet_orch *o, task *t, task *leader) {
 void ratchet__orch_detach_follower(ratchet_orch *o, task *t) {
   (void)o;
   task *leader = t->ext->leader;
+  if (leader == NULL)
+    return; /* already released by its leader */
   for (task **p = &leader->ext->followers; *p != NULL;
        p = &(*p)->ext->follower_next)
     if (*p == t) {
@@ -76,7 +81,7 @@ void ratchet__orch_detach_follower(ratchet_orch *o, task *t) {
       break;
     }
   t->ext->follower_next = NULL;
-  /* Keep ->leader: the result names it. */
+  t->ext->leader = NULL; /* leader_id stays: the result names it */
 }
 
 static int copy_final(final_out *dst, const final_out *src) {
@@ -103,10 +108,13 @@ static void promote(ratchet_orch *o, task *leader) {
   task_ext *ne = nl->ext;
   task *rest = ne->follower_next;
   ne->leader = NULL;
+  ne->leader_id = 0;
   ne->follower_next = NULL;
   ne->followers = rest;
-  for (task *f = rest; f != NULL; f = f->ext->follower_next)
+  for (task *f = rest; f != NULL; f = f->ext->follower_next) {
     f->ext->leader = nl;
+    f->ext->leader_id = nl->id;
+  }
   task_ext *le = leader->ext;
   if (le->cache_leader) {
     ne->cache_leader = true;
@@ -118,8 +126,10 @@ static void promote(ratchet_orch *o, task *leader) {
   }
   if (le->dedupe_entry != NULL) {
     dedupe_entry *de = le->dedupe_entry;
-    if (de->leader == leader)
+    if (de->leader == leader) {
       de->leader = nl;
+      de->leader_id = nl->id;
+    }
     if (de->pending == leader)
       de->pending = nl;
     ne->dedupe_entry = de;
@@ -136,18 +146,29 @@ void ratchet__orch_release_followers(ratchet_orch *o, task *leader,
     promote(o, leader);
     return;
   }
-  task *x = leader->ext->followers;
-  leader->ext->followers = NULL;
-  while (x != NULL) {
-    task *next = x->ext->follower_next;
+  /* One at a time from the head: a follower's callback may cancel
+   * another follower, which then leaves this list (detach). */
+  task *x;
+  while ((x = leader->ext->followers) != NULL) {
+    leader->ext->followers = x->ext->follower_next;
     x->ext->follower_next = NULL;
+    x->ext->leader = NULL; /* leader_id stays, for the result */
     final_out c;
     if (copy_final(&c, f) != 0) {
       ratchet__final_clear(&c);
       c.status = f->status;
     }
+    if (leader->cancel_requested && c.status == RATCHET_STATUS_CANCELLED)
+      c.status = RATCHET_STATUS_SHUTDOWN; /* closing: no one to promote */
     ratchet__orch_finish(o, x, &c);
-    x = next;
+  }
+}
+
+static void drop_spill(char **path) {
+  if (*path != NULL) {
+    (void)unlink(*path);
+    ratchet_free(*path);
+    *path = NULL;
   }
 }
 
@@ -180,8 +201,13 @@ void ratchet__orch_forget_keys(ratchet_orch *o, task *t, const final_out *f) {
      * leader leaves nothing to share. */
     if (now < de->expires_at && f != NULL &&
         f->status != RATCHET_STATUS_CANCELLED &&
-        f->status != RATCHET_STATUS_SHUTDOWN && copy_final(&de->final, f) == 0)
+        f->status != RATCHET_STATUS_SHUTDOWN &&
+        copy_final(&de->final, f) == 0) {
+      /* Late joiners get the output in memory, never spilled files. */
+      drop_spill(&de->final.stdout_path);
+      drop_spill(&de->final.stderr_path);
       de->has_final = true;
+    }
   }
   if (de->leader == NULL && de->pending == NULL && !de->has_final) {
     if (ratchet__strmap_get(o->dedupe, e->dedupe.key, e->dedupe.key_len) == de)
@@ -201,6 +227,57 @@ void ratchet__orch_dedupe_free_all(ratchet_orch *o) {
 
 /* --------------------------------------------------------------- dedupe */
 
+/* Finished windows (no task left in them, past their end), gathered and
+ * then deleted: the map may not change during foreach. */
+typedef struct sweep_ctx {
+  uint64_t now;
+  void **keys;
+  size_t *lens, n, cap;
+} sweep_ctx;
+
+static void sweep_collect(void *ctx, const void *key, size_t len, void *val) {
+  sweep_ctx *c = ctx;
+  dedupe_entry *de = val;
+  if (de->leader != NULL || de->pending != NULL || c->now < de->expires_at)
+    return;
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 64;
+    void **k = ratchet_realloc(c->keys, cap * sizeof *k);
+    if (k == NULL)
+      return;
+    c->keys = k;
+    size_t *l = ratchet_realloc(c->lens, cap * sizeof *l);
+    if (l == NULL)
+      return;
+    c->lens = l;
+    c->cap = cap;
+  }
+  void *d = ratchet__dup_bytes(key, len);
+  if (d == NULL)
+    return;
+  c->keys[c->n] = d;
+  c->lens[c->n++] = len;
+}
+
+/* Keeps the dedupe map from growing with keys seen once: when it has
+ * doubled since the last sweep, the finished windows go. */
+static void dedupe_sweep(ratchet_orch *o, uint64_t now) {
+  size_t len = ratchet__strmap_len(o->dedupe);
+  if (len < o->dedupe_sweep_at)
+    return;
+  sweep_ctx c = {now, NULL, NULL, 0, 0};
+  ratchet__strmap_foreach(o->dedupe, sweep_collect, &c);
+  for (size_t i = 0; i < c.n; i++) {
+    dedupe_entry *de = ratchet__strmap_del(o->dedupe, c.keys[i], c.lens[i]);
+    if (de != NULL)
+      dedupe_entry_free(de);
+    ratchet_free(c.keys[i]);
+  }
+  ratchet_free(c.keys);
+  ratchet_free(c.lens);
+  o->dedupe_sweep_at = 2 * ratchet__strmap_len(o->dedupe) + 1024;
+}
+
 static void sys_dedupe(RUN_ARGS) {
   (void)ctx, (void)a;
   task_ext *e = t->ext;
@@ -208,6 +285,8 @@ static void sys_dedupe(RUN_ARGS) {
     return;
   const void *k = e->dedupe.key;
   size_t kl = e->dedupe.key_len;
+  if (at == RATCHET_AT_SUBMIT)
+    dedupe_sweep(o, now);
   dedupe_entry *de = ratchet__strmap_get(o->dedupe, k, kl);
   if (at == RATCHET_AT_DISPATCH) {
     if (de != NULL && de->pending == t) {
@@ -239,6 +318,7 @@ static void sys_dedupe(RUN_ARGS) {
         ratchet__final_clear(&e->last);
         e->last = c;
         e->has_last = true;
+        e->leader_id = de->leader_id; /* coalesced with the one that ran */
         ratchet__acct_count(o->acct, t->kind, RATCHET_COUNT_COALESCED, 1);
         ratchet__orch_publish_task(o, RATCHET_EV_COALESCED, t,
                                    RATCHET_STATUS_NONE, 0, 0, NULL,
@@ -263,6 +343,7 @@ static void sys_dedupe(RUN_ARGS) {
     ratchet__final_clear(&de->final);
     de->has_final = false;
     de->leader = t;
+    de->leader_id = t->id;
     de->expires_at = now + e->dedupe.window_ns;
     e->dedupe_entry = de;
     return;
@@ -280,6 +361,7 @@ static void sys_dedupe(RUN_ARGS) {
       task *nx = fl->ext->follower_next;
       fl->ext->follower_next = NULL;
       fl->ext->leader = t;
+      fl->ext->leader_id = t->id;
       task **p = &e->followers;
       while (*p != NULL)
         p = &(*p)->ext->follower_next;
@@ -365,17 +447,11 @@ static void cache_store(ratchet_orch *o, task_ext *e,
   ratchet_free(buf);
 }
 
-static void sys_cache(RUN_ARGS) {
-  (void)ctx;
-  task_ext *e = t->ext;
-  if (e == NULL || !e->has_cache)
-    return;
-  if (at == RATCHET_AT_SUCCESS) {
-    if (a != NULL && a->result != NULL)
-      cache_store(o, e, a->result, now);
-    return;
-  }
-  /* SUBMIT */
+/* The task's cache key: given, or derived from kind, payload and salt.
+ * 0, or -1 when it cannot be built (the task then runs uncached). */
+static int cache_key(ratchet_orch *o, task *t, task_ext *e) {
+  if (e->cache_key_set)
+    return 0;
   if (e->cache.has_key) {
     e->cache_key = e->cache.key;
   } else {
@@ -384,10 +460,28 @@ static void sys_cache(RUN_ARGS) {
         ratchet_key_add_payload(o->keyb, t->payload, t->payload_len) != 0 ||
         (e->cache.salt != NULL &&
          ratchet_key_add_salt(o->keyb, e->cache.salt) != 0) ||
-        ratchet_key_finish(o->keyb, &e->cache_key) != 0) {
-      e->has_cache = false; /* run it uncached rather than fail it */
-      return;
-    }
+        ratchet_key_finish(o->keyb, &e->cache_key) != 0)
+      return -1;
+  }
+  e->cache_key_set = true;
+  return 0;
+}
+
+static void sys_cache(RUN_ARGS) {
+  (void)ctx;
+  task_ext *e = t->ext;
+  if (e == NULL || !e->has_cache)
+    return;
+  if (at == RATCHET_AT_SUCCESS) {
+    /* A debounced task never looked the cache up: its key is made now. */
+    if (a != NULL && a->result != NULL && cache_key(o, t, e) == 0)
+      cache_store(o, e, a->result, now);
+    return;
+  }
+  /* SUBMIT */
+  if (cache_key(o, t, e) != 0) {
+    e->has_cache = false; /* run it uncached rather than fail it */
+    return;
   }
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -635,8 +729,10 @@ static void sys_produces(RUN_ARGS) {
   s.on_done = e->produces.on_child;
   s.data = e->produces.child_data;
   size_t n = a->result->n_children;
-  if (n > e->produces.max_children)
+  if (n > e->produces.max_children) {
+    e->children_dropped += (uint32_t)(n - e->produces.max_children);
     n = e->produces.max_children;
+  }
   bool was = o->in_api;
   o->in_api = true;
   for (size_t i = 0; i < n; i++) {
@@ -647,6 +743,7 @@ static void sys_produces(RUN_ARGS) {
     uint64_t id = atomic_fetch_add(&o->next_id, 1);
     int rc = ratchet__orch_submit_loop(o, &s, id, t->id);
     if (rc != 0) {
+      e->children_dropped++;
       char buf[400];
       snprintf(buf, sizeof buf,
                "child %zu (kind '%.100s') not submitted: %.200s", i,

@@ -9,10 +9,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
-#include "containers.h"
+#include "orch_internal.h"
 #include "ratchet/alloc.h"
 #include "ratchet/sync.h"
 
@@ -31,15 +32,25 @@ struct ratchet_sync {
 static void on_done(ratchet_orch *o, const ratchet_orch_result *r, void *data) {
   (void)o;
   ratchet_sync *s = data;
-  size_t kl = strlen(r->kind) + 1, el = strlen(r->error) + 1;
-  ratchet_sync_result *c =
-      ratchet_malloc(sizeof *c + kl + el + r->output_len + r->stderr_len);
-  if (ratchet__idmap_get(&s->results, r->id) != PENDING) {
-    ratchet_free(c);
+  if (ratchet__idmap_get(&s->results, r->id) != PENDING)
     return;
-  }
+  /* Spilled files are deleted after this callback: the result keeps a
+   * second name (a hard link) of its own, deleted by result_free. */
+  char *so = ratchet__spill_link(r->stdout_path);
+  char *se = ratchet__spill_link(r->stderr_path);
+  size_t kl = strlen(r->kind) + 1, el = strlen(r->error) + 1;
+  size_t sol = so != NULL ? strlen(so) + 1 : 0;
+  size_t sel = se != NULL ? strlen(se) + 1 : 0;
+  ratchet_sync_result *c = ratchet_malloc(sizeof *c + kl + el + r->output_len +
+                                          r->stderr_len + sol + sel);
   if (c == NULL) {
     /* Nothing to hand out: the wait reports -ENOMEM. */
+    if (so != NULL)
+      (void)unlink(so);
+    if (se != NULL)
+      (void)unlink(se);
+    ratchet_free(so);
+    ratchet_free(se);
     ratchet__idmap_del(&s->results, r->id);
     return;
   }
@@ -51,19 +62,30 @@ static void on_done(ratchet_orch *o, const ratchet_orch_result *r, void *data) {
   memcpy(p, r->error, el);
   c->r.error = p;
   p += el;
+  c->r.output = NULL;
   if (r->output_len > 0) {
     memcpy(p, r->output, r->output_len);
     c->r.output = p;
     p += r->output_len;
-  } else {
-    c->r.output = NULL;
   }
+  c->r.stderr_data = NULL;
   if (r->stderr_len > 0) {
     memcpy(p, r->stderr_data, r->stderr_len);
     c->r.stderr_data = p;
-  } else {
-    c->r.stderr_data = NULL;
+    p += r->stderr_len;
   }
+  c->r.stdout_path = c->r.stderr_path = NULL;
+  if (so != NULL) {
+    memcpy(p, so, sol);
+    c->r.stdout_path = p;
+    p += sol;
+  }
+  if (se != NULL) {
+    memcpy(p, se, sel);
+    c->r.stderr_path = p;
+  }
+  ratchet_free(so);
+  ratchet_free(se);
   (void)ratchet__idmap_put(&s->results, r->id, c); /* replaces: no alloc */
 }
 
@@ -79,7 +101,7 @@ static void closed_cb(void *data) {
 static void drop(void *ctx, uint64_t id, void *val) {
   (void)ctx, (void)id;
   if (val != PENDING)
-    ratchet_free(val);
+    ratchet_sync_result_free(val);
 }
 
 /* Every entry of the map (its layout is containers.h's). */

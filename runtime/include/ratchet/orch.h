@@ -29,6 +29,13 @@
  * The queue is bounded: submit returns -EAGAIN when it is full, and
  * on_room tells the program when it has drained to half.
  *
+ * A task that joins an identical one (cache single flight, dedupe) shares
+ * its fate: its own expiry, deadline and timeout no longer apply. A pool
+ * that fails (its workers keep dying: the pool's FAILED event) ends its
+ * waiting tasks LOST with the pool's reason, and those that would go back
+ * to it later (retries, redispatches); submits of its kinds then return
+ * RATCHET_ENOPOOL.
+ *
  * Delivery. Outcomes, events and dispatch happen on the loop, never inside
  * submit or cancel: a cache hit found at submit completes from the loop.
  * At-least-once: a task whose worker dies is dispatched again (its crash
@@ -239,7 +246,10 @@ typedef struct ratchet_policy_cache {
  * Produces: the task's handler may add child tasks to its result
  * (ratchet_task_produce in ratchet/worker.h; Result.children on the wire).
  * When the task succeeds, each child (at most max_children [64; 1 ..
- * 4096]; the rest are dropped and counted in the parent's error) is
+ * 4096]; the rest are dropped, and so is a child that cannot be
+ * submitted: each such child is published as a REJECTED event of the
+ * parent with the reason, and their number is in the parent's error text,
+ * "N child tasks dropped ...", while its status stays OK) is
  * submitted with the parent's spec - priority, timeouts, rate group,
  * retry and breaker policies, metadata - but its own kind and payload and
  * without the parent's cache, dedupe, pin and affinity. A child completes
@@ -552,9 +562,9 @@ RATCHET_API int ratchet_orch_add_system(ratchet_orch *o,
 /* The orchestrator's event bus (borrowed): subscribe to it. */
 RATCHET_API ratchet_events *ratchet_orch_events(ratchet_orch *o);
 
-/* Starts the pools. 0; -EINVAL (no pool); -EALREADY; a pool's start error
- * (the pools started so far are closed again). Tasks may be submitted
- * before start: they wait. */
+/* Starts the pools. 0; -EINVAL (no pool); -EALREADY; a pool's start error:
+ * the orchestrator cannot run then; close it (which stops the pools that
+ * did start). Tasks may be submitted before start: they wait. */
 RATCHET_API int ratchet_orch_start(ratchet_orch *o);
 
 /*
@@ -586,8 +596,10 @@ RATCHET_API int ratchet_orch_submit_async(ratchet_orch *o,
  * once (from the loop); in flight, its worker is sent Cancel and the task
  * ends with the worker's answer (typically CANCELLED), or lost; no retry
  * follows either way. A task coalesced with another is detached and ends
- * CANCELLED; the other runs on. Returns 0, -ENOENT (no such task, or it
- * has ended), -EALREADY (cancel already requested).
+ * CANCELLED; the other runs on. Cancelling a task that others joined lets
+ * the first of them take its place. Returns 0, -ENOENT (no such task, it
+ * has ended, or it was handed over by submit_async and the loop has not
+ * taken it yet), -EALREADY (cancel already requested).
  */
 RATCHET_API int ratchet_orch_cancel(ratchet_orch *o, uint64_t id);
 

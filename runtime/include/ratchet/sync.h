@@ -44,8 +44,9 @@ typedef struct ratchet_sync_options {
 } ratchet_sync_options;
 
 /* An outcome the caller owns: the result with its own copies of output,
- * error and stderr (r's pointers point into this object). Free with
- * ratchet_sync_result_free. */
+ * error and stderr (r's pointers point into this object), and its own name
+ * for each spilled output file (r.stdout_path, r.stderr_path), deleted by
+ * ratchet_sync_result_free unless renamed away first. */
 typedef struct ratchet_sync_result {
   ratchet_orch_result r;
 } ratchet_sync_result;
