@@ -19,7 +19,7 @@ FUZZ_SECONDS ?= 60
 .PHONY: run test deps build asan tsan valgrind bench fuzz format format-check clean
 
 run: build
-	$(BUILD)/tests/bench/ratchet-demo
+	sh docs/examples/run_demo.sh $(BUILD)/cli/ratchet
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

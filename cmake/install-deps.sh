@@ -16,6 +16,7 @@ cmd make make
 cmd pkg-config pkg-config
 cmd clang-format clang-format
 cmd valgrind valgrind
+cmd parallel parallel
 pc cmocka libcmocka-dev
 pc libuv libuv1-dev
 pc libprotobuf-c libprotobuf-c-dev

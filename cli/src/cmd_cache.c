@@ -110,10 +110,10 @@ static int explain(ratchet_store *s, const char *arg) {
 }
 
 static int has_store(const char *dir) {
-  char path[4096];
+  char path[4200];
   struct stat st;
-  snprintf(path, sizeof path, "%s/data.mdb", dir);
-  return stat(path, &st) == 0;
+  int n = snprintf(path, sizeof path, "%s/data.mdb", dir);
+  return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0;
 }
 
 int cli_cmd_cache(int argc, char **argv) {

@@ -1,10 +1,8 @@
 /*
  * cmd_run.c - `ratchet run`: parses the command line (run_options.c) and
- * runs the tasks. Running them needs the orchestrator (issue 6); until it
- * is wired in, `ratchet run` checks everything a run would check - every
- * option, the config file, the input source, the job log to resume - and
- * supports --dry-run, which prints the command each input would run (with
- * --resume, only those still to do), as GNU parallel's --dry-run does.
+ * runs the tasks (run.c). --dry-run runs nothing: it prints the command
+ * each input would run (with --resume, only those still to do), as GNU
+ * parallel's --dry-run does.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +13,7 @@
 #include "diag.h"
 #include "input.h"
 #include "joblog.h"
+#include "run.h"
 #include "run_options.h"
 
 static void run_help(FILE *f) {
@@ -97,10 +96,7 @@ int cli_cmd_run(int argc, char **argv) {
       status = CLI_EXIT_USAGE;
     }
   } else {
-    fprintf(stderr, "ratchet run: running tasks needs the orchestrator, "
-                    "which is not wired in yet (use --dry-run to see the "
-                    "commands)\n");
-    status = CLI_EXIT_USAGE;
+    status = cli_run_execute(&o, argv[0]);
   }
   fflush(stdout);
   cli_run_options_free(&o);

@@ -73,8 +73,8 @@ static int read_all(const char *path, char **out, size_t *len, cli_err *e) {
 
 int cli_config_read(const char *path, cli_config_fn fn, void *ctx, cli_err *e) {
   char show[CLI_SHOW_SIZE];
-  char *buf;
-  size_t len;
+  char *buf = NULL;
+  size_t len = 0;
   int rc = read_all(path, &buf, &len, e);
   if (rc != 0)
     return rc;

@@ -1,14 +1,16 @@
 /*
  * exec.c - runs a command with captured output (exec.h).
  *
- * The command is started with posix_spawn in a new process group
- * (POSIX_SPAWN_SETPGROUP), every signal at its default disposition and
- * none blocked, since the worker ignores SIGPIPE and that would otherwise
- * be inherited. Its stdin, stdout and stderr are pipes; one poll(2) loop
- * feeds stdin and drains both outputs at once, so a command writing
- * megabytes to stderr before reading its stdin cannot deadlock. Each
- * output is kept in memory up to max_memory bytes, then moved to a
- * temporary file (mkostemps, mode 0600) that receives the rest.
+ * The command is started with fork and exec in a new process group, every
+ * signal at its default disposition and none blocked, since the worker
+ * ignores SIGPIPE and that would otherwise be inherited, and with
+ * PR_SET_PDEATHSIG(SIGKILL), so that a worker killed from outside (or
+ * SIGKILLed with its orchestrator) does not leave its command running. Its
+ * stdin, stdout and stderr are pipes; one poll(2) loop feeds stdin and drains
+ * both outputs at once, so a command writing megabytes to stderr before reading
+ * its stdin cannot deadlock. Each output is kept in memory up to max_memory
+ * bytes, then moved to a temporary file (mkostemps, mode 0600) that receives
+ * the rest.
  *
  * The loop wakes at least every CLI_EXEC_POLL_MS to ask the poll function
  * whether to stop, and on the exit of the command through a pidfd (Linux
@@ -19,7 +21,7 @@
  * treatment: nothing of a task outlives it. A process that leaves the
  * group (setsid) escapes this; only a cgroup could follow it.
  */
-#define _GNU_SOURCE /* posix_spawn_file_actions_addchdir_np, mkostemps */
+#define _GNU_SOURCE /* execvpe, mkostemps, pipe2 */
 
 #include "exec.h"
 
@@ -27,7 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,53 +236,108 @@ static void signal_group(pid_t pgid, int sig) {
     (void)kill(-pgid, SIGCONT);
 }
 
+/* Whether members of the group are left, once the command itself is
+ * reaped. Orphans of the group are our children (we are a subreaper), so
+ * those that ended are reaped here: a zombie still counts for kill(2),
+ * and an init that does not reap (in a container) would otherwise keep
+ * the group "alive" forever. */
 static bool group_alive(pid_t pgid) {
+  int st;
+  while (waitpid(-pgid, &st, WNOHANG) > 0)
+    ;
   return kill(-pgid, 0) == 0 || errno == EPERM;
 }
 
+/* Makes the worker the subreaper of what its commands leave behind, so
+ * that orphaned members of a command's group stay reachable (and
+ * reapable) until the group is ended. Once per process. */
+static void become_subreaper(void) {
+  static bool done;
+  if (!done) {
+    (void)prctl(PR_SET_CHILD_SUBREAPER, 1);
+    done = true;
+  }
+}
+
+/* The child's side of spawn: only async-signal-safe calls until exec
+ * (the worker is single-threaded, so execvpe's PATH search is safe too).
+ * On failure the errno goes up the CLOEXEC pipe ep. */
+static void child(const cli_exec_request *req, char **argv, char **envp,
+                  int in_fd, int out_fd, int err_fd, int ep, pid_t parent) {
+  int e = 0;
+  (void)setpgid(0, 0);
+  /* Die with the worker: a SIGKILLed worker cannot kill our group. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+    _exit(127);
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP)
+      (void)sigaction(sig, &dfl, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  (void)sigprocmask(SIG_SETMASK, &none, NULL);
+  if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+    e = errno;
+  if (e == 0 && req->cwd != NULL && req->cwd[0] != '\0' && chdir(req->cwd) != 0)
+    e = errno;
+  if (e == 0) {
+    execvpe(argv[0], argv, envp);
+    e = errno;
+  }
+  ssize_t w = write(ep, &e, sizeof e);
+  (void)w;
+  _exit(127);
+}
+
+/*
+ * Starts the command in a new process group with PR_SET_PDEATHSIG, every
+ * signal at its default disposition and none blocked (the worker ignores
+ * SIGPIPE; that must not be inherited). posix_spawn cannot ask for the
+ * parent-death signal, hence fork: the worker is small, so fork costs
+ * about what posix_spawn does. Returns 0, or the negated errno of the
+ * failed exec (the child is reaped), or of fork/pipe.
+ */
 static int spawn(const cli_exec_request *req, int in_fd, int out_fd, int err_fd,
                  pid_t *pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none, all;
   char **argv = build_argv(req);
   char **envp = build_env(req);
+  int ep[2] = {-1, -1};
   int rc = -ENOMEM;
   if (argv == NULL || envp == NULL)
     goto out;
-  rc = -posix_spawn_file_actions_init(&fa);
-  if (rc != 0)
-    goto out;
-  rc = -posix_spawnattr_init(&at);
-  if (rc != 0) {
-    posix_spawn_file_actions_destroy(&fa);
+  if (pipe2(ep, O_CLOEXEC) != 0) {
+    rc = -errno;
     goto out;
   }
-  sigemptyset(&none);
-  sigfillset(&all);
-  int e = posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-  if (e == 0)
-    e = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-  if (e == 0)
-    e = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-  if (e == 0 && req->cwd != NULL && req->cwd[0] != '\0')
-    e = posix_spawn_file_actions_addchdir_np(&fa, req->cwd);
-  if (e == 0)
-    e = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-                                          POSIX_SPAWN_SETSIGMASK |
-                                          POSIX_SPAWN_SETSIGDEF);
-  if (e == 0)
-    e = posix_spawnattr_setpgroup(&at, 0);
-  if (e == 0)
-    e = posix_spawnattr_setsigmask(&at, &none);
-  if (e == 0)
-    e = posix_spawnattr_setsigdefault(&at, &all);
-  if (e == 0)
-    e = posix_spawnp(pid, argv[0], &fa, &at, argv, envp);
-  rc = -e;
-  posix_spawnattr_destroy(&at);
-  posix_spawn_file_actions_destroy(&fa);
+  pid_t parent = getpid();
+  pid_t p = fork();
+  if (p < 0) {
+    rc = -errno;
+    goto out;
+  }
+  if (p == 0)
+    child(req, argv, envp, in_fd, out_fd, err_fd, ep[1], parent);
+  (void)setpgid(p, p); /* also here: no race with a kill of the group */
+  close_fd(&ep[1]);
+  int e = 0;
+  ssize_t n;
+  do
+    n = read(ep[0], &e, sizeof e);
+  while (n < 0 && errno == EINTR);
+  if (n == (ssize_t)sizeof e && e != 0) {
+    int st;
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+      ;
+    rc = -e;
+    goto out;
+  }
+  *pid = p;
+  rc = 0;
 out:
+  close_fd(&ep[0]);
+  close_fd(&ep[1]);
   ratchet_free(argv);
   ratchet_free(envp);
   return rc;
@@ -299,6 +356,7 @@ static void finish_status(cli_exec_result *res, int status) {
 int cli_exec_run(const cli_exec_request *req, cli_exec_result *res,
                  cli_err *e) {
   memset(res, 0, sizeof *res);
+  become_subreaper();
   if (req == NULL || req->argv == NULL || req->argv[0] == NULL) {
     cli_err_set(e, "exec: empty argv");
     return -EINVAL;
@@ -322,7 +380,7 @@ int cli_exec_run(const cli_exec_request *req, cli_exec_result *res,
     cli_err_set(e, "exec: pipe: %s", strerror(-rc));
     goto fail;
   }
-  pid_t pid;
+  pid_t pid = -1;
   const uint64_t t0 = now_us();
   rc = spawn(req, in_p[0], out_p[1], err_p[1], &pid);
   close_fd(&in_p[0]);

@@ -1,0 +1,877 @@
+/*
+ * run.c - the driver of `ratchet run` (run.h).
+ *
+ * One libuv loop runs an orchestrator over one pool of `ratchet worker`
+ * processes (this very executable, found through /proc/self/exe). Inputs
+ * are read lazily: feed() turns records into tasks (run_job.c) and submits
+ * them until `window` tasks are outstanding (4 x jobs, at least 16), and
+ * every completion calls feed() again, so a million inputs never sit in
+ * memory at once. With -k the window also bounds how far ahead of the
+ * next task to print the run may go, which bounds what run_output.c
+ * holds back.
+ *
+ * Each completion is printed (run_output.c), appended to the job log with
+ * one write, counted for the progress line (run_progress.c) and the exit
+ * status, and checked against --halt. The run ends when the input is
+ * exhausted (or launching stopped) and no task is outstanding: the
+ * orchestrator is closed and its callback closes our own handles, which
+ * lets uv_run return.
+ *
+ * Stopping. --halt soon, a first SIGINT/SIGTERM (run_signals.c) and a
+ * worker pool that gave up all stop launching. A signal also arms a timer
+ * of --kill-grace, after which the tasks still running are cancelled: the
+ * worker SIGTERMs the command's process group, then SIGKILLs it after the
+ * kill grace. --halt now and a second signal cancel at once. Work that
+ * must not be done inside the orchestrator's callbacks (closing it) is
+ * deferred to a zero-delay timer, the "kick".
+ */
+#define _GNU_SOURCE /* readlink on /proc */
+
+#include "run.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "diag.h"
+#include "input.h"
+#include "joblog.h"
+#include "ratchet/alloc.h"
+#include "ratchet/error.h"
+#include "ratchet/events.h"
+#include "ratchet/orch.h"
+#include "ratchet/store.h"
+#include "ratchet/tiered.h"
+#include "run_job.h"
+#include "run_output.h"
+#include "run_progress.h"
+#include "run_signals.h"
+
+#define WINDOW_PER_JOB 4u
+#define WINDOW_MIN     16u
+
+typedef struct run_task {
+  struct run_task *prev, *next; /* the outstanding tasks */
+  uint64_t id;                  /* the orchestrator's */
+  uint64_t order;               /* 0, 1, ... in submission order */
+  bool running;                 /* an attempt is on a worker */
+  cli_job job;
+} run_task;
+
+typedef struct run {
+  const cli_run_options *o;
+  uv_loop_t loop;
+  ratchet_orch *orch;
+  ratchet_subscription *sub;
+  ratchet_store *store;
+  ratchet_tiered *cache;
+  ratchet_key_builder *kb;
+  cli_job_env env;
+  cli_input *in;
+  cli_joblog_state *resume;
+  cli_joblog *jl;
+  cli_out *out;
+  cli_progress *prog;
+  cli_progress_counts counts;
+  cli_signals *sigs;
+  uv_timer_t kick, grace;
+  bool timers_init;
+
+  const char *kind;
+  const char *worker_argv[5];
+  char exe[PATH_MAX];
+  ratchet_policy_retry retry;
+  ratchet_policy_breaker breaker;
+  ratchet_policy_cache cache_policy;
+
+  run_task *live, *oldest; /* outstanding tasks, newest first */
+  uint32_t n_live;
+  run_task *pending; /* built, refused with -EAGAIN, to submit again */
+  uint32_t window;
+  uint64_t next_order;
+  uint64_t ok, failed;
+
+  bool input_done, stopping, closing, closed, halted, cancelled_all;
+  int signal;      /* the first SIGINT/SIGTERM, 0: none */
+  bool fatal;      /* exit 255 */
+  bool fatal_pool; /* the pool gave up: per-task errors are noise */
+  char fatal_msg[1200];
+  uint64_t seen_stderr[16]; /* hashes of worker stderr lines shown */
+  unsigned n_seen;
+} run;
+
+static void set_fatal(run *r, const char *fmt, ...) CLI_PRINTF(2, 3);
+
+static void set_fatal(run *r, const char *fmt, ...) {
+  if (r->fatal)
+    return;
+  r->fatal = true;
+  r->stopping = true;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(r->fatal_msg, sizeof r->fatal_msg, fmt, ap);
+  va_end(ap);
+}
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void on_kick(uv_timer_t *h);
+
+static void kick(run *r) {
+  if (r->timers_init && !r->closed)
+    (void)uv_timer_start(&r->kick, on_kick, 0, 0);
+}
+
+static void task_free(run_task *t) {
+  if (t == NULL)
+    return;
+  cli_job_free(&t->job);
+  ratchet_free(t);
+}
+
+static void live_add(run *r, run_task *t) {
+  t->prev = NULL;
+  t->next = r->live;
+  if (r->live != NULL)
+    r->live->prev = t;
+  r->live = t;
+  if (r->oldest == NULL)
+    r->oldest = t;
+  r->n_live++;
+}
+
+static void live_remove(run *r, run_task *t) {
+  if (t->prev != NULL)
+    t->prev->next = t->next;
+  else
+    r->live = t->next;
+  if (t->next != NULL)
+    t->next->prev = t->prev;
+  else
+    r->oldest = t->prev;
+  r->n_live--;
+}
+
+/* The outstanding task with this id, searched from the oldest: tasks are
+ * dispatched roughly in order, so it is found within a few steps. */
+static run_task *live_find(run *r, uint64_t id) {
+  for (run_task *t = r->oldest; t != NULL; t = t->prev)
+    if (t->id == id)
+      return t;
+  return NULL;
+}
+
+/* Stops what has not started: queued tasks, and retries waiting for their
+ * delay. They end CANCELLED without running. */
+static void cancel_waiting(run *r) {
+  for (run_task *t = r->live; t != NULL; t = t->next)
+    if (!t->running)
+      (void)ratchet_orch_cancel(r->orch, t->id);
+}
+
+static void cancel_all(run *r) {
+  r->cancelled_all = true;
+  for (run_task *t = r->live; t != NULL; t = t->next)
+    (void)ratchet_orch_cancel(r->orch, t->id);
+}
+
+/* ---- completion ------------------------------------------------------- */
+
+static uint64_t file_size(const char *path) {
+  struct stat st;
+  if (path == NULL || path[0] == '\0' || stat(path, &st) != 0)
+    return 0;
+  return (uint64_t)st.st_size;
+}
+
+static void write_joblog(run *r, const run_task *t,
+                         const ratchet_orch_result *res) {
+  uint64_t run_ms =
+      res->first_dispatch_ns != 0 && res->finished_ns > res->first_dispatch_ns
+          ? (res->finished_ns - res->first_dispatch_ns) / 1000000u
+          : 0;
+  uint64_t now = wall_ms();
+  cli_joblog_entry en = {
+      .seq = t->job.seq,
+      .host = NULL,
+      .start_ms = now > run_ms ? now - run_ms : now,
+      .runtime_ms = run_ms,
+      .send = 0,
+      .receive = res->output_len + res->stderr_len +
+                 file_size(res->stdout_path) + file_size(res->stderr_path),
+      .exitval = res->exit_code,
+      .signal = res->term_signal,
+      .command = t->job.display,
+      .attempts = res->attempts,
+      .cached = res->cached,
+  };
+  /* A task that failed without an exit status of its own (lost, timed
+   * out, rejected) must still read as failed to --resume-failed. */
+  if (res->status != RATCHET_STATUS_OK && en.exitval == 0 && en.signal == 0)
+    en.exitval = -1;
+  int rc = cli_joblog_write(r->jl, &en);
+  if (rc != 0)
+    set_fatal(r, "--joblog: cannot write '%s': %s", r->o->joblog,
+              ratchet_strerror(rc));
+}
+
+/* A failure the command's own output does not explain. */
+static bool worth_a_message(const ratchet_orch_result *res) {
+  if (res->status == RATCHET_STATUS_OK || res->error == NULL)
+    return false;
+  /* A plain non-zero exit speaks through the command's own stderr; a
+   * command that could not even start does not. */
+  if (res->status == RATCHET_STATUS_FAILED && res->term_signal == 0 &&
+      res->exit_code != 0 && strncmp(res->error, "cannot run", 10) != 0)
+    return false;
+  return res->error != NULL && res->error[0] != '\0';
+}
+
+static void feed(run *r);
+
+static void on_done(ratchet_orch *orch, const ratchet_orch_result *res,
+                    void *data) {
+  run *r = ratchet_orch_data(orch);
+  run_task *t = data;
+  const cli_run_options *o = r->o;
+  live_remove(r, t);
+  bool ok = res->status == RATCHET_STATUS_OK;
+  /* A task stopped before it ran, because the run is stopping, was not
+   * launched: it is neither done nor failed. */
+  bool unlaunched = r->stopping && res->attempts == 0 &&
+                    (res->status == RATCHET_STATUS_CANCELLED ||
+                     res->status == RATCHET_STATUS_SHUTDOWN);
+  if (!unlaunched)
+    r->counts.done++;
+  if (ok)
+    r->ok++;
+  else if (!unlaunched)
+    r->failed++;
+  r->counts.failed = r->failed;
+  if (res->cached)
+    r->counts.cached++;
+
+  uint64_t dur_ms = res->finished_ns > res->submitted_ns
+                        ? (res->finished_ns - res->submitted_ns) / 1000000u
+                        : 0;
+  cli_out_rec rec = {
+      .order = t->order,
+      .seq = t->job.seq,
+      .input = t->job.input,
+      .command = t->job.display,
+      .status = ratchet_status_name(res->status),
+      .error = res->error != NULL ? res->error : "",
+      .exit_code = res->exit_code,
+      .term_signal = res->term_signal,
+      .attempts = res->attempts,
+      .cached = res->cached,
+      .duration_ms = dur_ms,
+      .out = res->output,
+      .out_len = res->output_len,
+      .out_path = res->stdout_path,
+      .err = res->stderr_data,
+      .err_len = res->stderr_len,
+      .err_path = res->stderr_path,
+  };
+  int rc = unlaunched ? 0 : cli_out_task(r->out, &rec);
+  if (rc != 0 && rc != -EINVAL)
+    set_fatal(r, "cannot write the output of task %llu: %s",
+              (unsigned long long)t->job.seq, ratchet_strerror(rc));
+  bool stopped = r->stopping && (res->status == RATCHET_STATUS_CANCELLED ||
+                                 res->status == RATCHET_STATUS_SHUTDOWN);
+  if (!o->json && !o->quiet && !r->fatal_pool && !stopped &&
+      worth_a_message(res)) {
+    cli_progress_clear(r->prog);
+    fprintf(stderr, "ratchet run: task %llu (%s): %s: %s\n",
+            (unsigned long long)t->job.seq, t->job.display,
+            ratchet_status_name(res->status), res->error);
+  }
+  if (r->jl != NULL && res->status != RATCHET_STATUS_CANCELLED &&
+      res->status != RATCHET_STATUS_SHUTDOWN)
+    write_joblog(r, t, res);
+  task_free(t);
+
+  if (o->halt.when != CLI_HALT_NEVER && !r->halted &&
+      cli_halt_triggered(&o->halt, r->failed, r->ok,
+                         r->input_done ? r->next_order : 0)) {
+    r->halted = true;
+    r->stopping = true;
+    if (!o->quiet) {
+      cli_progress_clear(r->prog);
+      fprintf(stderr, "ratchet run: --halt: %s (%llu failed, %llu succeeded)\n",
+              o->halt.when == CLI_HALT_NOW
+                  ? "killing the running tasks"
+                  : "starting no more tasks, waiting for the running ones",
+              (unsigned long long)r->failed, (unsigned long long)r->ok);
+    }
+    if (o->halt.when == CLI_HALT_NOW)
+      cancel_all(r);
+    else
+      cancel_waiting(r);
+  }
+  feed(r);
+}
+
+/* ---- feeding ---------------------------------------------------------- */
+
+/* Reads the next input to run into *out: 1 and a task, 0 at the end, a
+ * negated errno (message set). */
+static int next_task(run *r, run_task **out) {
+  const cli_run_options *o = r->o;
+  cli_err e = {{0}};
+  for (;;) {
+    const char *rec;
+    size_t len;
+    int rc = cli_input_next(r->in, &rec, &len, &e);
+    if (rc == 0)
+      return 0;
+    if (rc < 0) {
+      set_fatal(r, "%s", e.msg);
+      return rc;
+    }
+    uint64_t seq = cli_input_count(r->in);
+    if (r->resume != NULL && cli_joblog_skip(r->resume, seq, o->resume_failed))
+      continue;
+    run_task *t = ratchet_calloc(1, sizeof *t);
+    if (t == NULL ||
+        cli_job_build(o, &r->env, r->kb, rec, len, seq, &t->job) != 0) {
+      ratchet_free(t);
+      set_fatal(r, "out of memory");
+      return -ENOMEM;
+    }
+    *out = t;
+    return 1;
+  }
+}
+
+static int submit(run *r, run_task *t) {
+  const cli_run_options *o = r->o;
+  ratchet_task_spec s = RATCHET_TASK_SPEC_INIT;
+  ratchet_policy_cache pc = r->cache_policy;
+  s.kind = r->kind;
+  s.payload = t->job.payload;
+  s.payload_len = t->job.payload_len;
+  s.timeout_ns = o->timeout_ns;
+  s.retry = &r->retry;
+  if (o->breaker.enabled)
+    s.breaker = &r->breaker;
+  if (t->job.has_key && r->cache != NULL) {
+    pc.has_key = true;
+    pc.key = t->job.key;
+    s.cache = &pc;
+  }
+  s.on_done = on_done;
+  s.data = t;
+  int rc = ratchet_orch_submit(r->orch, &s, &t->id);
+  if (rc == 0) {
+    t->order = r->next_order++;
+    live_add(r, t);
+  }
+  return rc;
+}
+
+static void feed(run *r) {
+  const cli_run_options *o = r->o;
+  while (!r->stopping && !r->closing) {
+    if (r->n_live >= r->window)
+      break;
+    if (o->keep_order && r->next_order - cli_out_next(r->out) >= r->window)
+      break;
+    run_task *t = r->pending;
+    r->pending = NULL;
+    if (t == NULL) {
+      if (r->input_done)
+        break;
+      int rc = next_task(r, &t);
+      if (rc <= 0) {
+        r->input_done = true;
+        r->counts.total = r->next_order;
+        break;
+      }
+    }
+    int rc = submit(r, t);
+    if (rc == -EAGAIN) {
+      r->pending = t; /* on_room calls feed again */
+      break;
+    }
+    if (rc != 0) {
+      set_fatal(r, "cannot submit task %llu: %s (%s)",
+                (unsigned long long)t->job.seq, ratchet_strerror(rc),
+                ratchet_orch_last_error(r->orch));
+      task_free(t);
+      break;
+    }
+  }
+  if (r->input_done && r->counts.total < r->next_order)
+    r->counts.total = r->next_order;
+  kick(r);
+}
+
+static void on_room(ratchet_orch *orch, void *data) {
+  (void)data;
+  feed(ratchet_orch_data(orch));
+}
+
+/* ---- the end ---------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static void on_orch_closed(void *data) {
+  run *r = data;
+  r->orch = NULL;
+  r->closed = true;
+  uv_timer_stop(&r->kick);
+  uv_timer_stop(&r->grace);
+  uv_close((uv_handle_t *)&r->kick, on_handle_closed);
+  uv_close((uv_handle_t *)&r->grace, on_handle_closed);
+  cli_signals_close(r->sigs);
+  r->sigs = NULL;
+  cli_progress_close(r->prog);
+  r->prog = NULL;
+}
+
+static void on_kick(uv_timer_t *h) {
+  run *r = h->data;
+  if (r->closing)
+    return;
+  bool done =
+      r->n_live == 0 && r->pending == NULL && (r->input_done || r->stopping);
+  if (r->fatal && r->fatal_pool)
+    done = true; /* the pool ends what it still holds */
+  if (!done)
+    return;
+  r->closing = true;
+  ratchet_orch_close(r->orch, on_orch_closed);
+}
+
+static void on_grace(uv_timer_t *h) {
+  run *r = h->data;
+  if (r->n_live > 0 && !r->cancelled_all)
+    cancel_all(r);
+}
+
+static void on_signal(void *ctx, int signum, unsigned count) {
+  run *r = ctx;
+  if (r->signal == 0)
+    r->signal = signum;
+  r->stopping = true;
+  if (r->pending != NULL) {
+    task_free(r->pending);
+    r->pending = NULL;
+  }
+  if (count >= 2 || r->signal != signum) {
+    cancel_all(r);
+  } else if (r->n_live > 0) {
+    cancel_waiting(r);
+    uint64_t ms = r->o->kill_grace_ns / 1000000u;
+    (void)uv_timer_start(&r->grace, on_grace, ms, 0);
+  }
+  kick(r);
+}
+
+/* True the first time a worker says this (among the last 16 distinct
+ * lines): a worker that cannot start says the same thing every restart. */
+static bool first_time(run *r, const char *line) {
+  uint64_t h = UINT64_C(14695981039346656037);
+  for (const unsigned char *p = (const unsigned char *)line; *p; p++)
+    h = (h ^ *p) * UINT64_C(1099511628211);
+  unsigned n = r->n_seen < 16 ? r->n_seen : 16;
+  for (unsigned i = 0; i < n; i++)
+    if (r->seen_stderr[i] == h)
+      return false;
+  r->seen_stderr[r->n_seen++ % 16] = h;
+  return true;
+}
+
+/* Events seen inline on the loop: retries for the progress line, worker
+ * stderr, and the pool giving up. */
+static void on_event(void *ctx, const ratchet_event *ev) {
+  run *r = ctx;
+  run_task *t;
+  switch (ev->type) {
+  case RATCHET_EV_DISPATCHED:
+    if ((t = live_find(r, ev->task_id)) != NULL)
+      t->running = true;
+    break;
+  case RATCHET_EV_LOST:
+    if ((t = live_find(r, ev->task_id)) != NULL)
+      t->running = false;
+    break;
+  case RATCHET_EV_RETRY:
+    r->counts.retried++;
+    if ((t = live_find(r, ev->task_id)) != NULL)
+      t->running = false;
+    break;
+  case RATCHET_EV_WORKER_STDERR:
+    if (!r->o->quiet && first_time(r, ev->message)) {
+      cli_progress_clear(r->prog);
+      fprintf(stderr, "ratchet run: worker %d: %s\n", (int)ev->worker,
+              ev->message);
+    }
+    break;
+  case RATCHET_EV_POOL_FAILED:
+    r->fatal_pool = true;
+    set_fatal(r, "the workers cannot run: %s", ev->message);
+    kick(r);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static void set_backoff(const cli_run_options *o, ratchet_backoff_options *b) {
+  ratchet_backoff_options d = RATCHET_BACKOFF_OPTIONS_INIT;
+  *b = d;
+  b->initial_ns = o->backoff_base_ns;
+  b->max_delay_ns = o->backoff_max_ns;
+  b->max_attempts = o->retries + 1;
+  switch (o->backoff) {
+  case CLI_BACKOFF_LINEAR:
+    b->kind = RATCHET_BACKOFF_LINEAR;
+    b->increment_ns = o->backoff_base_ns;
+    break;
+  case CLI_BACKOFF_CONSTANT:
+    b->kind = RATCHET_BACKOFF_CONSTANT;
+    break;
+  case CLI_BACKOFF_DECORRELATED:
+    b->kind = RATCHET_BACKOFF_EXPONENTIAL;
+    b->jitter = RATCHET_JITTER_DECORRELATED;
+    return;
+  default:
+    b->kind = RATCHET_BACKOFF_EXPONENTIAL;
+    b->multiplier = 2.0;
+    break;
+  }
+  switch (o->jitter.kind) {
+  case CLI_JITTER_EQUAL:
+    b->jitter = RATCHET_JITTER_EQUAL;
+    break;
+  case CLI_JITTER_NONE:
+    b->jitter = RATCHET_JITTER_NONE;
+    break;
+  case CLI_JITTER_PROPORTIONAL:
+    b->jitter = RATCHET_JITTER_PROPORTIONAL;
+    b->jitter_fraction = o->jitter.percent / 100.0;
+    break;
+  default:
+    b->jitter = RATCHET_JITTER_FULL;
+    break;
+  }
+}
+
+static int config_breaker(run *r) {
+  const cli_breaker_spec *b = &r->o->breaker;
+  ratchet_breaker_options bo = RATCHET_ORCH_BREAKER_DEFAULTS;
+  if (b->time_window) {
+    bo.window = RATCHET_BREAKER_WINDOW_TIME;
+    bo.bucket_ns = UINT64_C(1000000000);
+    uint64_t n = b->window_ns / bo.bucket_ns;
+    bo.window_size = n < 1 ? 1 : (uint32_t)n;
+  } else {
+    bo.window = RATCHET_BREAKER_WINDOW_COUNT;
+    bo.window_size = b->window_count;
+  }
+  bo.minimum_calls = b->min_calls;
+  if (!b->time_window && bo.minimum_calls > bo.window_size)
+    bo.minimum_calls = bo.window_size;
+  bo.failure_rate_threshold = b->rate;
+  if (b->consecutive > 0)
+    bo.consecutive_failures = b->consecutive;
+  bool never = b->open_ns == CLI_BREAKER_OPEN_NEVER;
+  /* "Never" is a century: long enough for any run. */
+  bo.open_duration_ns = never ? UINT64_C(3153600000) * 1000000000u : b->open_ns;
+  if (bo.max_open_duration_ns < bo.open_duration_ns)
+    bo.max_open_duration_ns = bo.open_duration_ns;
+  bo.permitted_calls_in_half_open = b->probes;
+  r->breaker.group = "run";
+  r->breaker.mode = b->mode == CLI_BREAKER_FAIL || never
+                        ? RATCHET_BREAKER_FAIL_FAST
+                        : RATCHET_BREAKER_WAIT;
+  return ratchet_orch_breaker_config(r->orch, "run", &bo);
+}
+
+static int open_cache(run *r) {
+  const cli_run_options *o = r->o;
+  char dir[PATH_MAX];
+  if (o->cache_dir != NULL) {
+    snprintf(dir, sizeof dir, "%s", o->cache_dir);
+  } else if (ratchet_store_default_dir(dir, sizeof dir) != 0) {
+    set_fatal(r, "--cache: no cache directory: set HOME or XDG_CACHE_HOME, "
+                 "or give --cache=DIR");
+    return -ENOENT;
+  }
+  ratchet_store_options so = RATCHET_STORE_OPTIONS_INIT;
+  so.dir = dir;
+  so.durability = RATCHET_STORE_NOMETASYNC;
+  int rc = ratchet_store_open(&so, &r->store);
+  if (rc != 0) {
+    set_fatal(r, "--cache: cannot open the cache in '%s': %s", dir,
+              ratchet_store_last_error());
+    return rc;
+  }
+  ratchet_tiered_options to = RATCHET_TIERED_OPTIONS_INIT;
+  to.store = r->store;
+  if ((rc = ratchet_tiered_new(&to, &r->cache)) != 0) {
+    set_fatal(r, "--cache: %s", ratchet_strerror(rc));
+    return rc;
+  }
+  r->cache_policy = (ratchet_policy_cache)RATCHET_POLICY_CACHE_INIT;
+  r->cache_policy.ttl_ms = o->cache_ttl_ns / 1000000u;
+  if (o->cache_ttl_ns != 0 && r->cache_policy.ttl_ms == 0)
+    r->cache_policy.ttl_ms = 1;
+  r->env.names = (const char *const *)o->cache_env;
+  r->env.n = o->n_cache_env;
+  if (o->n_cache_env > 0) {
+    r->env.values = ratchet_calloc(o->n_cache_env, sizeof *r->env.values);
+    if (r->env.values == NULL) {
+      set_fatal(r, "out of memory");
+      return -ENOMEM;
+    }
+    for (size_t i = 0; i < o->n_cache_env; i++)
+      r->env.values[i] = getenv(o->cache_env[i]);
+  }
+  return ratchet_key_builder_new(&r->kb);
+}
+
+static int open_input(run *r) {
+  const cli_run_options *o = r->o;
+  const char sep = o->null_sep ? '\0' : '\n';
+  cli_err e = {{0}};
+  int rc;
+  if (o->input == CLI_INPUT_LIST)
+    rc = cli_input_from_list(o->inputs, o->n_inputs, &r->in);
+  else if (o->input == CLI_INPUT_FILE)
+    rc = cli_input_from_file("-a", o->arg_file, sep, &r->in, &e);
+  else
+    rc = cli_input_from_fd(0, false, sep, "stdin", &r->in);
+  if (rc != 0) {
+    set_fatal(r, "%s", e.msg[0] ? e.msg : "out of memory");
+    return rc;
+  }
+  if (o->resume || o->resume_failed) {
+    if ((rc = cli_joblog_read("--joblog", o->joblog, &r->resume, &e)) != 0) {
+      set_fatal(r, "%s", e.msg);
+      return rc;
+    }
+  }
+  if (o->joblog != NULL &&
+      (rc = cli_joblog_open("--joblog", o->joblog,
+                            o->resume || o->resume_failed, &r->jl, &e)) != 0) {
+    set_fatal(r, "%s", e.msg);
+    return rc;
+  }
+  return 0;
+}
+
+static int find_exe(run *r, const char *argv0) {
+  ssize_t n = readlink("/proc/self/exe", r->exe, sizeof r->exe - 1);
+  if (n > 0) {
+    r->exe[n] = '\0';
+    return 0;
+  }
+  if (argv0 != NULL && strchr(argv0, '/') != NULL &&
+      realpath(argv0, r->exe) != NULL)
+    return 0;
+  set_fatal(r, "cannot find the ratchet executable to start workers");
+  return -ENOENT;
+}
+
+static int start_orch(run *r) {
+  const cli_run_options *o = r->o;
+  ratchet_orch_options oo = RATCHET_ORCH_OPTIONS_INIT;
+  oo.cache = r->cache;
+  oo.dead_letter_path = o->dead_letter;
+  oo.on_room = on_room;
+  oo.data = r;
+  int rc = ratchet_orch_new(&r->loop, &oo, &r->orch);
+  if (rc != 0) {
+    if (o->dead_letter != NULL && rc != -EINVAL && rc != -ENOMEM)
+      set_fatal(r, "--dead-letter: cannot open '%s': %s", o->dead_letter,
+                ratchet_strerror(rc));
+    else
+      set_fatal(r, "cannot create the orchestrator: %s", ratchet_strerror(rc));
+    return rc;
+  }
+  ratchet_subscriber_options so = RATCHET_SUBSCRIBER_OPTIONS_INIT;
+  so.types = RATCHET_EV_BIT(RATCHET_EV_DISPATCHED) |
+             RATCHET_EV_BIT(RATCHET_EV_LOST) |
+             RATCHET_EV_BIT(RATCHET_EV_RETRY) |
+             RATCHET_EV_BIT(RATCHET_EV_WORKER_STDERR) |
+             RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED);
+  so.cb = on_event;
+  so.ctx = r;
+  if ((rc = ratchet_events_subscribe(ratchet_orch_events(r->orch), &so,
+                                     &r->sub)) != 0) {
+    set_fatal(r, "cannot watch the workers: %s", ratchet_strerror(rc));
+    return rc;
+  }
+
+  size_t k = 0;
+  r->worker_argv[k++] = r->exe;
+  r->worker_argv[k++] = "worker";
+  if (o->plugin != NULL) {
+    r->worker_argv[k++] = "--plugin";
+    r->worker_argv[k++] = o->plugin;
+  }
+  r->worker_argv[k] = NULL;
+  uint64_t grace_ms = o->kill_grace_ns / 1000000u;
+  if (grace_ms < 1)
+    grace_ms = 1;
+  ratchet_pool_options po = RATCHET_POOL_OPTIONS_INIT;
+  po.mode = RATCHET_POOL_SPAWN;
+  po.size = o->jobs;
+  po.argv = r->worker_argv;
+  po.pipeline_depth = 1;
+  po.restart = RATCHET_RESTART_PERMANENT;
+  /* Workers that are killed from outside come back quickly; one that can
+   * never start fails the pool after flap_limit tries, within a second. */
+  po.restart_backoff.initial_ns = 10 * RATCHET_NS_PER_MS;
+  po.restart_backoff.max_delay_ns = 1 * RATCHET_NS_PER_S;
+  po.max_restarts = o->jobs * 20 > 100 ? o->jobs * 20 : 100;
+  po.restart_period_ms = 5000;
+  /* With --retries the user expects workers to be killed from outside;
+   * a kill that lands before Ready must not look like a worker that can
+   * never start so soon (10 tries take about 3 s with this backoff). */
+  po.flap_limit = o->retries > 0 ? 10 : 5;
+  /* The worker needs the kill grace itself (TERM, grace, KILL of the
+   * command's group) before it can answer a Cancel: the pool waits
+   * longer than that before it declares the worker hung. */
+  uint64_t pool_grace = grace_ms * 2 + 1000;
+  po.kill_grace_ms = pool_grace > 3600000 ? 3600000 : (uint32_t)pool_grace;
+  po.close_grace_ms = pool_grace > 3600000 ? 3600000 : (uint32_t)pool_grace;
+  /* A task whose worker dies under it is tried again; only one that does
+   * so more often than its retries allow is a poison pill. */
+  po.poison_threshold = o->retries + 3;
+  rc = ratchet_orch_add_pool(r->orch, &po, NULL);
+  if (rc < 0) {
+    set_fatal(r, "cannot create the worker pool: %s (%s)", ratchet_strerror(rc),
+              ratchet_orch_last_error(r->orch));
+    return rc;
+  }
+  r->kind = o->kind != NULL ? o->kind : "exec";
+  r->retry = (ratchet_policy_retry)RATCHET_POLICY_RETRY_INIT;
+  r->retry.max_attempts = o->retries + 1;
+  set_backoff(o, &r->retry.backoff);
+  if (o->breaker.enabled && (rc = config_breaker(r)) != 0) {
+    set_fatal(r, "--breaker: %s (%s)", ratchet_strerror(rc),
+              ratchet_orch_last_error(r->orch));
+    return rc;
+  }
+  if ((rc = ratchet_orch_start(r->orch)) != 0) {
+    set_fatal(r, "cannot start the workers (%s): %s", r->exe,
+              ratchet_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static void before_output(void *ctx) {
+  run *r = ctx;
+  cli_progress_clear(r->prog);
+}
+
+static void teardown(run *r) {
+  if (r->sub != NULL && r->orch != NULL)
+    ratchet_events_unsubscribe(ratchet_orch_events(r->orch), r->sub);
+  r->sub = NULL;
+  if (r->orch != NULL && !r->closing) {
+    r->closing = true;
+    ratchet_orch_close(r->orch, on_orch_closed);
+  }
+  (void)uv_run(&r->loop, UV_RUN_DEFAULT);
+  if (r->out != NULL)
+    (void)cli_out_flush(r->out);
+  task_free(r->pending);
+  while (r->live != NULL) { /* only when the orchestrator never started */
+    run_task *t = r->live;
+    live_remove(r, t);
+    task_free(t);
+  }
+  cli_out_free(r->out);
+  cli_joblog_close(r->jl);
+  cli_joblog_state_free(r->resume);
+  cli_input_free(r->in);
+  ratchet_key_builder_free(r->kb);
+  ratchet_tiered_free(r->cache);
+  ratchet_store_close(r->store);
+  ratchet_free(r->env.values);
+  if (uv_loop_close(&r->loop) != 0) {
+    uv_walk(&r->loop, (uv_walk_cb)uv_close, NULL); /* a bug: be clean */
+    (void)uv_run(&r->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&r->loop);
+  }
+}
+
+int cli_run_execute(const cli_run_options *o, const char *argv0) {
+  run *r = ratchet_calloc(1, sizeof *r);
+  if (r == NULL) {
+    fprintf(stderr, "ratchet run: out of memory\n");
+    return CLI_EXIT_USAGE;
+  }
+  r->o = o;
+  uint64_t w = (uint64_t)o->jobs * WINDOW_PER_JOB;
+  r->window = w < WINDOW_MIN ? WINDOW_MIN : w > 65536 ? 65536 : (uint32_t)w;
+  int rc = uv_loop_init(&r->loop);
+  if (rc != 0) {
+    fprintf(stderr, "ratchet run: cannot start: %s\n", uv_strerror(rc));
+    ratchet_free(r);
+    return CLI_EXIT_USAGE;
+  }
+  (void)uv_timer_init(&r->loop, &r->kick);
+  (void)uv_timer_init(&r->loop, &r->grace);
+  r->kick.data = r->grace.data = r;
+  r->timers_init = true;
+  uv_unref((uv_handle_t *)&r->grace);
+
+  if (find_exe(r, argv0) == 0 && open_input(r) == 0 &&
+      (!o->cache || open_cache(r) == 0) &&
+      cli_out_new(o->keep_order, o->tag, o->json, r->window, 1, 2, &r->out) ==
+          0 &&
+      cli_signals_new(&r->loop, on_signal, r, &r->sigs) == 0 &&
+      start_orch(r) == 0) {
+    cli_out_set_before(r->out, before_output, r);
+    cli_out_set_lines(r->out, o->kind != NULL);
+    bool progress = o->progress == CLI_PROGRESS_ON ||
+                    (o->progress == CLI_PROGRESS_AUTO && isatty(2));
+    if (progress && cli_progress_new(&r->loop, 2, &r->counts, &r->prog) != 0)
+      r->prog = NULL;
+    feed(r);
+    (void)uv_run(&r->loop, UV_RUN_DEFAULT);
+  } else if (!r->fatal) {
+    set_fatal(r, "cannot start: out of memory");
+  }
+  if (!r->closed && r->orch == NULL) {
+    /* Never got as far as the orchestrator: close our own handles. */
+    on_orch_closed(r);
+  }
+  teardown(r);
+
+  int status;
+  if (r->fatal) {
+    fprintf(stderr, "ratchet run: %s\n", r->fatal_msg);
+    status = CLI_EXIT_USAGE;
+  } else if (r->signal != 0) {
+    status = 128 + r->signal;
+  } else {
+    status = r->failed == 0 ? 0 : r->failed <= 100 ? (int)r->failed : 101;
+  }
+  ratchet_free(r);
+  return status;
+}
