@@ -114,6 +114,7 @@ struct task_ext {
   bool cache_leader; /* registered in the in-flight cache map */
   ratchet_policy_produces produces;
   uint32_t children_dropped; /* over max_children or refused */
+  uint32_t lost_attempts;    /* attempts lost with their worker */
   uint64_t parent_id;
   ratchet_component *components; /* data copied after the array */
   size_t n_components;

@@ -53,6 +53,13 @@ static void on_result(ratchet_orch *o, task *t, const Ratchet__V1__Result *r,
   memset(&f, 0, sizeof f);
   copy_result(&f, r);
   f.run_ns = run;
+  /* At an attempt's deadline the pool sends Cancel; a worker that reads it
+   * before it notices the deadline itself answers CANCELLED. Nobody asked
+   * for a cancel: it is the attempt's timeout (retried as such). */
+  if (f.status == RATCHET_STATUS_CANCELLED && !t->cancel_requested &&
+      !o->closing && t->ext != NULL &&
+      (t->ext->timeout_ns != 0 || t->ext->deadline_at != 0))
+    f.status = RATCHET_STATUS_TIMEOUT;
   ratchet_attempt a = {.attempt = t->attempts,
                        .status = f.status,
                        .result = r,
@@ -133,6 +140,8 @@ static void on_lost(ratchet_orch *o, task *t, const ratchet_pool_outcome *oc,
   ratchet__orch_publish_task(o, RATCHET_EV_LOST, t, RATCHET_STATUS_LOST, 0, run,
                              NULL, oc->reason);
   ratchet__acct_count(o->acct, t->kind, RATCHET_COUNT_LOST, 1);
+  if (t->ext != NULL)
+    t->ext->lost_attempts++; /* a loss does not use up a retry */
   (void)ratchet__orch_run_systems(o, t, RATCHET_AT_LOST, &a, now, why,
                                   sizeof why);
   if (t->cancel_requested) {

@@ -538,7 +538,7 @@ static void sys_expiry(RUN_ARGS) {
   if (e == NULL)
     return;
   static _Thread_local char buf[160];
-  if (e->expire_at != 0 && now >= e->expire_at) {
+  if (e->expire_at != 0 && t->first_dispatch_ns == 0 && now >= e->expire_at) {
     snprintf(buf, sizeof buf, "expired: not started within %.3f s",
              (double)(e->expire_at - t->submitted_ns) / 1e9);
   } else if (e->deadline_at != 0 && now >= e->deadline_at) {
@@ -690,11 +690,14 @@ static void sys_retry(RUN_ARGS) {
     return;
   if (!(e->retry.retry_on & RATCHET_RETRY_ON_BIT(a->status)))
     return;
-  if (t->attempts >= e->retry.max_attempts)
+  /* Attempts lost with their worker were not the handler's failures: they
+   * are redispatched without using up a retry (the poison threshold bounds
+   * them instead). */
+  uint32_t tried = t->attempts - e->lost_attempts;
+  if (tried >= e->retry.max_attempts)
     return;
-  uint64_t delay =
-      ratchet_backoff_delay(&e->retry.backoff, t->attempts, e->prev_delay_ns,
-                            ratchet__orch_random(o));
+  uint64_t delay = ratchet_backoff_delay(
+      &e->retry.backoff, tried, e->prev_delay_ns, ratchet__orch_random(o));
   if (e->deadline_at != 0 && now + delay >= e->deadline_at)
     return;
   if (o->budget != NULL && ratchet_retry_budget_withdraw(o->budget, now) != 0)
@@ -731,6 +734,15 @@ static void sys_produces(RUN_ARGS) {
   size_t n = a->result->n_children;
   if (n > e->produces.max_children) {
     e->children_dropped += (uint32_t)(n - e->produces.max_children);
+    for (size_t i = e->produces.max_children; i < n; i++) {
+      const Ratchet__V1__ChildTask *c = a->result->children[i];
+      char buf[400];
+      snprintf(buf, sizeof buf,
+               "child %zu (kind '%.100s') dropped: over max_children %u", i,
+               c->kind != NULL ? c->kind : "", e->produces.max_children);
+      ratchet__orch_publish_task(o, RATCHET_EV_REJECTED, t, RATCHET_STATUS_NONE,
+                                 0, 0, NULL, buf);
+    }
     n = e->produces.max_children;
   }
   bool was = o->in_api;

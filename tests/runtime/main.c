@@ -7,12 +7,10 @@
 #include "testutil.h"
 
 static const tu_group groups[] = {
-    {"worker", test_worker},
-    {"pool", test_pool},
-    {"stress", test_stress},
-    {"containers", test_containers},
-    {"acct", test_acct},
-    {"events", test_events},
+    {"worker", test_worker},   {"pool", test_pool},
+    {"stress", test_stress},   {"containers", test_containers},
+    {"acct", test_acct},       {"events", test_events},
+    {"orch", test_orch},       {"orch-chaos", test_orch_chaos},
 };
 
 static const tu_child children[] = {
@@ -20,6 +18,7 @@ static const tu_child children[] = {
     {"worker-parent", tu_worker_parent_child},
     {"pool-worker", tu_child_pool_worker},
     {"stress-worker", tu_child_stress_worker},
+    {"orch-worker", tu_child_orch_worker},
 };
 
 int main(int argc, char **argv) {

@@ -14,6 +14,8 @@ int test_stress(void);
 int test_containers(void);
 int test_acct(void);
 int test_events(void);
+int test_orch(void);
+int test_orch_chaos(void);
 
 /* Children of the worker group (test_worker.c): "worker" serves the test
  * handlers on stdin/stdout; "worker-parent" starts a "worker" and waits to
@@ -26,6 +28,10 @@ int tu_child_pool_worker(int argc, char **argv);
 
 /* test_stress.c's worker: "--child stress-worker", serves kind "echo". */
 int tu_child_stress_worker(int argc, char **argv);
+
+/* The orchestrator groups' worker (orch_testutil.c): "--child orch-worker"
+ * serves the handlers orch_testutil.h lists. */
+int tu_child_orch_worker(int argc, char **argv);
 
 /* Open descriptors of this process (entries of /proc/self/fd), or -1. */
 int tu_count_fds(void);

@@ -156,10 +156,11 @@ typedef void (*ratchet_orch_done_cb)(ratchet_orch *o,
 
 /*
  * Retry: up to max_attempts attempts in all (the first included; 1 means no
- * retry) [3], spaced by backoff (libratchet-resilience) [exponential, 100
- * ms x2, cap 30 s, full jitter], for the statuses in retry_on
- * [RATCHET_RETRY_ON_DEFAULT]. A retry also needs the orchestrator's retry
- * budget, when it has one, and must start before the task's deadline.
+ * retry; attempts lost with their worker do not count) [3], spaced by backoff
+ * (libratchet-resilience) [exponential, 100 ms x2, cap 30 s, full jitter], for
+ * the statuses in retry_on [RATCHET_RETRY_ON_DEFAULT]. A retry also needs the
+ * orchestrator's retry budget, when it has one, and must start before the
+ * task's deadline.
  */
 typedef struct ratchet_policy_retry {
   uint32_t max_attempts;
