@@ -238,6 +238,15 @@ void ratchet__orch_expiry_untrack(ratchet_orch *o, task *t);
 void ratchet__orch_enqueue(ratchet_orch *o, task *t, bool front);
 /* Onto the timer heap until due; then enqueued (front as given). */
 int ratchet__orch_schedule(ratchet_orch *o, task *t, uint64_t due, bool front);
+/* Runs the FINAL systems, releases followers, calls back and frees t. */
+void ratchet__orch_deliver(ratchet_orch *o, task *t, final_out *f);
+/* Unix-epoch milliseconds. */
+uint64_t ratchet__wall_ms(void);
+/* The worker slot a task must wait for (pin, or its affinity binding), or
+ * -1 for any. */
+int32_t ratchet__orch_bound_worker(ratchet_orch *o, task *t);
+/* Makes room for worker w's wait list: 0 or -ENOMEM. */
+int ratchet__orch_pinned_reserve(orch_pool *op, uint32_t w);
 /* Refreshes the gauges ratchet_orch_stats reads from other threads. */
 void ratchet__orch_gauges(ratchet_orch *o);
 /* Out of wherever it waits (queue, wait list, timer heap, expiry heap). */
@@ -270,6 +279,15 @@ void ratchet__orch_error(ratchet_orch *o, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* The arguments of a system's run function (ratchet_system.run). */
+#define RATCHET__RUN_ARGS                                                      \
+  void *ctx, ratchet_orch *o, ratchet_orch_task *t, ratchet_lifecycle at,      \
+      const ratchet_attempt *a, uint64_t now, ratchet_decision *d
+
+/* orch_coalesce.c: followers, leaders, dedupe and debounce. */
+void ratchet__orch_make_follower(ratchet_orch *o, task *t, task *leader);
+void ratchet__sys_dedupe(RATCHET__RUN_ARGS);
 
 /* orch_systems.c: the built-in systems, in the order they run. */
 extern const ratchet_system ratchet__builtin_systems[];
