@@ -297,7 +297,7 @@ static void test_breaker_fail_fast(void **state) {
   ot_run_until(t, ot_p_task_done, probe);
   expect_status(t, probe, RATCHET_STATUS_OK);
   assert_int_equal(must_result(t, probe)->attempts, 1);
-  uint64_t at;
+  uint64_t at = 0;
   assert_int_equal(dispatch_times(t, probe, &at, 1), 1);
   assert_true(at - opened_ns >= bo.open_duration_ns);
   const ot_ev *half =
@@ -363,7 +363,7 @@ static void test_breaker_wait(void **state) {
     assert_string_equal(d->group, "w");
     assert_true(d->delay_ns > 0);
     assert_int_equal(ot_count_events(t, RATCHET_EV_REJECTED, waits[i]), 0);
-    uint64_t at;
+    uint64_t at = 0;
     assert_int_equal(dispatch_times(t, waits[i], &at, 1), 1);
     assert_true(at - opened->time_ns >= bo.open_duration_ns);
   }
