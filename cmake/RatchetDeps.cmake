@@ -5,7 +5,8 @@
 #
 #   ipc      libprotobuf-c, libuv
 #   caching  libxxhash, lmdb
-#   runtime  (ipc's and caching's), jansson (JSON lines: events, dead letters)
+#   runtime  (ipc's and caching's), jansson (JSON lines: events, dead letters),
+#            libmicrohttpd (the /metrics endpoint)
 macro(ratchet_find_deps)
   set(_ratchet_deps "")
   foreach(_c ${ARGN})
@@ -17,7 +18,8 @@ macro(ratchet_find_deps)
       list(APPEND _ratchet_deps "RATCHET_XXHASH=libxxhash" "RATCHET_LMDB=lmdb")
     endif()
     if(_c STREQUAL "runtime" OR _c STREQUAL "cli")
-      list(APPEND _ratchet_deps "RATCHET_JANSSON=jansson")
+      list(APPEND _ratchet_deps "RATCHET_JANSSON=jansson"
+           "RATCHET_MHD=libmicrohttpd")
     endif()
   endforeach()
   list(REMOVE_DUPLICATES _ratchet_deps)

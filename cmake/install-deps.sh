@@ -17,6 +17,7 @@ cmd pkg-config pkg-config
 cmd clang-format clang-format
 cmd valgrind valgrind
 cmd parallel parallel
+cmd chromium chromium
 pc cmocka libcmocka-dev
 pc libuv libuv1-dev
 pc libprotobuf-c libprotobuf-c-dev
@@ -26,6 +27,8 @@ file /usr/lib/python3/dist-packages/google/protobuf/__init__.py python3-protobuf
 pc lmdb liblmdb-dev
 pc libxxhash libxxhash-dev
 pc jansson libjansson-dev
+pc libmicrohttpd libmicrohttpd-dev
+cmd promtool prometheus
 file /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.tsan-x86_64.a libclang-rt-14-dev
 '
 

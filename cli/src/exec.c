@@ -19,7 +19,10 @@
  * command exits by itself but members of its group remain (a background
  * job, a grandchild holding the pipes), they get the same TERM-then-KILL
  * treatment: nothing of a task outlives it. A process that leaves the
- * group (setsid) escapes this; only a cgroup could follow it.
+ * group (setsid) escapes this, and so do the command's children when the
+ * worker is SIGKILLed: `ratchet run`'s janitor (janitor.c) finds those by
+ * the run's marker in their environment, which is why build_env never
+ * lets a task replace or remove it.
  */
 #define _GNU_SOURCE /* execvpe, mkostemps, pipe2 */
 
@@ -38,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "janitor.h"
 #include "ratchet/alloc.h"
 
 extern char **environ;
@@ -82,9 +86,19 @@ static size_t name_len(const char *entry) {
   return eq != NULL ? (size_t)(eq - entry) : strlen(entry);
 }
 
+/* True for the run's marker (janitor.h), which a task can neither
+ * replace nor remove: the janitor finds what a run left by it. */
+static bool is_marker(const char *entry) {
+  size_t n = name_len(entry);
+  return n == sizeof CLI_JANITOR_ENV - 1 &&
+         strncmp(entry, CLI_JANITOR_ENV, n) == 0;
+}
+
 /* True if the environment entry is replaced or removed by the request. */
 static bool overridden(const char *entry, const cli_exec_request *req) {
   size_t n = name_len(entry);
+  if (is_marker(entry))
+    return false;
   if (req->env_unset != NULL)
     for (char *const *u = req->env_unset; *u != NULL; u++)
       if (strlen(*u) == n && strncmp(entry, *u, n) == 0)
@@ -113,7 +127,8 @@ static char **build_env(const cli_exec_request *req) {
       env[k++] = *p;
   if (req->env_set != NULL)
     for (char *const *s = req->env_set; *s != NULL; s++)
-      env[k++] = *s;
+      if (!is_marker(*s))
+        env[k++] = *s;
   env[k] = NULL;
   return env;
 }

@@ -44,20 +44,40 @@
 
 #include "diag.h"
 #include "input.h"
+#include "janitor.h"
 #include "joblog.h"
+#include "log.h"
 #include "ratchet/alloc.h"
 #include "ratchet/error.h"
 #include "ratchet/events.h"
+#include "ratchet/metrics.h"
 #include "ratchet/orch.h"
 #include "ratchet/store.h"
 #include "ratchet/tiered.h"
+#include "record.h"
+#include "report.h"
 #include "run_job.h"
+#include "run_log.h"
 #include "run_output.h"
 #include "run_progress.h"
 #include "run_signals.h"
+#include "sbuf.h"
+#include "trace.h"
 
 #define WINDOW_PER_JOB 4u
 #define WINDOW_MIN     16u
+#define PLUGIN_DEPTH   16u
+
+/* Tasks in flight per worker. A plugin's or the echo kind's handler runs
+ * in the worker itself and takes microseconds, so one task at a time
+ * leaves the worker waiting a round trip for each: 16 queued keep it busy
+ * (about 33k tasks/s at depth 1). A command is worth a process of its
+ * own, and so is a task with --timeout, whose clock would start while it
+ * still waited in the worker's queue. */
+static uint32_t pipeline_depth(const cli_run_options *o) {
+  bool in_process = o->kind != NULL && strcmp(o->kind, "exec") != 0;
+  return in_process && o->timeout_ns == 0 ? PLUGIN_DEPTH : 1;
+}
 
 typedef struct run_task {
   struct run_task *prev, *next; /* the outstanding tasks */
@@ -85,6 +105,11 @@ typedef struct run {
   cli_signals *sigs;
   uv_timer_t kick, grace;
   bool timers_init;
+  ratchet_metrics *metrics; /* --metrics-file, --metrics-listen */
+  uv_timer_t metrics_timer; /* rewrites --metrics-file */
+  bool metrics_timer_init;
+  bool metrics_detached;     /* holds the run's final numbers */
+  bool metrics_write_failed; /* warned once */
 
   const char *kind;
   const char *worker_argv[5];
@@ -107,6 +132,8 @@ typedef struct run {
   char fatal_msg[1200];
   uint64_t seen_stderr[16]; /* hashes of worker stderr lines shown */
   unsigned n_seen;
+  cli_log log;  /* every diagnostic line (log.h) */
+  cli_rec *rec; /* for --trace and --report; NULL without them */
 } run;
 
 static void set_fatal(run *r, const char *fmt, ...) CLI_PRINTF(2, 3);
@@ -186,6 +213,82 @@ static void cancel_all(run *r) {
   r->cancelled_all = true;
   for (run_task *t = r->live; t != NULL; t = t->next)
     (void)ratchet_orch_cancel(r->orch, t->id);
+}
+
+/* ---- metrics ---------------------------------------------------------- */
+
+/* Rewrites --metrics-file; a failure is reported once (the run goes on). */
+static int metrics_write(run *r) {
+  if (r->metrics == NULL || r->o->metrics_file == NULL)
+    return 0;
+  int rc = ratchet_metrics_write_file(r->metrics, r->o->metrics_file);
+  if (rc != 0 && !r->metrics_write_failed) {
+    r->metrics_write_failed = true;
+    cli_log_msg(&r->log, CLI_LOG_WARN, NULL,
+                "--metrics-file: cannot write '%s': %s", r->o->metrics_file,
+                ratchet_strerror(rc));
+  }
+  return rc;
+}
+
+static void on_metrics_timer(uv_timer_t *h) {
+  (void)metrics_write(h->data);
+}
+
+/* The metrics borrow the orchestrator: they take its final numbers and
+ * let go of it once no task is outstanding, before it is closed (or, if
+ * it is closed with tasks still running, after the last of them ends). */
+static void metrics_detach_if_idle(run *r) {
+  if (r->metrics == NULL || r->metrics_detached || r->n_live > 0)
+    return;
+  (void)ratchet_metrics_detach(r->metrics);
+  r->metrics_detached = true;
+}
+
+/* Before the orchestrator starts, so that the first worker starts count. */
+static int start_metrics(run *r) {
+  const cli_run_options *o = r->o;
+  if (o->metrics_file == NULL && o->metrics_listen == NULL)
+    return 0;
+  int rc = ratchet_metrics_new(r->orch, &r->metrics);
+  if (rc != 0) {
+    r->metrics = NULL;
+    set_fatal(r, "cannot set up the metrics: %s", ratchet_strerror(rc));
+    return rc;
+  }
+  if (o->metrics_listen != NULL) {
+    uint16_t port = 0;
+    if ((rc = ratchet_metrics_listen(r->metrics, o->metrics_listen, &port)) !=
+        0) {
+      set_fatal(r, "--metrics-listen: cannot listen on '%s': %s",
+                o->metrics_listen, ratchet_strerror(rc));
+      goto fail;
+    }
+    if (!o->quiet)
+      fprintf(stderr, "ratchet run: metrics at http://%s:%u/metrics\n",
+              strchr(o->metrics_listen, '[') != NULL ? "[::1]" : "127.0.0.1",
+              (unsigned)port);
+  }
+  if (o->metrics_file != NULL) {
+    /* A path that cannot be written is a mistake to report now, not at
+     * the end of a long run. */
+    if ((rc = ratchet_metrics_write_file(r->metrics, o->metrics_file)) != 0) {
+      set_fatal(r, "--metrics-file: cannot write '%s': %s", o->metrics_file,
+                ratchet_strerror(rc));
+      goto fail;
+    }
+    uint64_t ms = o->metrics_interval_ns / 1000000u;
+    (void)uv_timer_init(&r->loop, &r->metrics_timer);
+    r->metrics_timer.data = r;
+    r->metrics_timer_init = true;
+    (void)uv_timer_start(&r->metrics_timer, on_metrics_timer, ms, ms);
+    uv_unref((uv_handle_t *)&r->metrics_timer); /* never keeps the run */
+  }
+  return 0;
+fail:
+  ratchet_metrics_free(r->metrics); /* the orchestrator is still here */
+  r->metrics = NULL;
+  return rc;
 }
 
 /* ---- completion ------------------------------------------------------- */
@@ -292,13 +395,24 @@ static void on_done(ratchet_orch *orch, const ratchet_orch_result *res,
               (unsigned long long)t->job.seq, ratchet_strerror(rc));
   bool stopped = r->stopping && (res->status == RATCHET_STATUS_CANCELLED ||
                                  res->status == RATCHET_STATUS_SHUTDOWN);
-  if (!o->json && !o->quiet && !r->fatal_pool && !stopped &&
-      worth_a_message(res)) {
-    cli_progress_clear(r->prog);
-    fprintf(stderr, "ratchet run: task %llu (%s): %s: %s\n",
-            (unsigned long long)t->job.seq, t->job.display,
-            ratchet_status_name(res->status), res->error);
+  if (!unlaunched && !ok && !r->fatal_pool) {
+    /* warn when nothing else explains the failure; info when the
+     * command's own stderr, the --json object or the stop does. */
+    bool warn = !o->json && !stopped && worth_a_message(res);
+    cli_log_fields lf = CLI_LOG_FIELDS_INIT;
+    lf.task = t->job.seq;
+    lf.worker = res->worker;
+    lf.attempt = res->attempts;
+    lf.kind = res->kind;
+    lf.event = "task_failed";
+    cli_log_msg(&r->log, warn ? CLI_LOG_WARN : CLI_LOG_INFO, &lf,
+                "task %llu (%s): %s: %s", (unsigned long long)t->job.seq,
+                t->job.display, ratchet_status_name(res->status),
+                res->error != NULL && res->error[0] != '\0' ? res->error
+                                                            : "failed");
   }
+  if (r->rec != NULL)
+    cli_rec_done(r->rec, t->job.seq, t->job.display, !unlaunched, res);
   if (r->jl != NULL && res->status != RATCHET_STATUS_CANCELLED &&
       res->status != RATCHET_STATUS_SHUTDOWN)
     write_joblog(r, t, res);
@@ -309,19 +423,21 @@ static void on_done(ratchet_orch *orch, const ratchet_orch_result *res,
                          r->input_done ? r->next_order : 0)) {
     r->halted = true;
     r->stopping = true;
-    if (!o->quiet) {
-      cli_progress_clear(r->prog);
-      fprintf(stderr, "ratchet run: --halt: %s (%llu failed, %llu succeeded)\n",
-              o->halt.when == CLI_HALT_NOW
-                  ? "killing the running tasks"
-                  : "starting no more tasks, waiting for the running ones",
-              (unsigned long long)r->failed, (unsigned long long)r->ok);
-    }
+    cli_log_fields lf = CLI_LOG_FIELDS_INIT;
+    lf.event = "halt";
+    cli_log_msg(&r->log, CLI_LOG_WARN, &lf,
+                "--halt: %s (%llu failed, %llu succeeded)",
+                o->halt.when == CLI_HALT_NOW
+                    ? "killing the running tasks"
+                    : "starting no more tasks, waiting for the running ones",
+                (unsigned long long)r->failed, (unsigned long long)r->ok);
     if (o->halt.when == CLI_HALT_NOW)
       cancel_all(r);
     else
       cancel_waiting(r);
   }
+  if (r->closing)
+    metrics_detach_if_idle(r);
   feed(r);
 }
 
@@ -439,6 +555,11 @@ static void on_orch_closed(void *data) {
   uv_timer_stop(&r->grace);
   uv_close((uv_handle_t *)&r->kick, on_handle_closed);
   uv_close((uv_handle_t *)&r->grace, on_handle_closed);
+  if (r->metrics_timer_init) {
+    uv_timer_stop(&r->metrics_timer);
+    uv_close((uv_handle_t *)&r->metrics_timer, on_handle_closed);
+    r->metrics_timer_init = false;
+  }
   cli_signals_close(r->sigs);
   r->sigs = NULL;
   cli_progress_close(r->prog);
@@ -456,6 +577,7 @@ static void on_kick(uv_timer_t *h) {
   if (!done)
     return;
   r->closing = true;
+  metrics_detach_if_idle(r);
   ratchet_orch_close(r->orch, on_orch_closed);
 }
 
@@ -502,7 +624,8 @@ static bool first_time(run *r, const char *line) {
  * stderr, and the pool giving up. */
 static void on_event(void *ctx, const ratchet_event *ev) {
   run *r = ctx;
-  run_task *t;
+  run_task *t = NULL;
+  cli_log_fields lf = CLI_LOG_FIELDS_INIT;
   switch (ev->type) {
   case RATCHET_EV_DISPATCHED:
     if ((t = live_find(r, ev->task_id)) != NULL)
@@ -518,19 +641,101 @@ static void on_event(void *ctx, const ratchet_event *ev) {
       t->running = false;
     break;
   case RATCHET_EV_WORKER_STDERR:
-    if (!r->o->quiet && first_time(r, ev->message)) {
-      cli_progress_clear(r->prog);
-      fprintf(stderr, "ratchet run: worker %d: %s\n", (int)ev->worker,
-              ev->message);
-    }
-    break;
+    /* What a worker itself says (a task's stderr is captured apart):
+     * warn the first time, debug when it repeats. */
+    lf.worker = ev->worker;
+    lf.event = "worker_stderr";
+    cli_log_msg(&r->log,
+                first_time(r, ev->message) ? CLI_LOG_WARN : CLI_LOG_DEBUG, &lf,
+                "worker %d: %s", (int)ev->worker, ev->message);
+    return;
   case RATCHET_EV_POOL_FAILED:
     r->fatal_pool = true;
     set_fatal(r, "the workers cannot run: %s", ev->message);
     kick(r);
-    break;
+    return;
   default:
     break;
+  }
+  if (t == NULL && ev->task_id != 0 &&
+      (ev->type == RATCHET_EV_TASK_LOG || cli_log_on(&r->log, CLI_LOG_DEBUG)))
+    t = live_find(r, ev->task_id);
+  cli_run_log_event(&r->log, ev, t != NULL ? t->job.seq : 0,
+                    t != NULL ? t->job.display : NULL,
+                    r->stopping || r->closing);
+}
+
+/* How the record (--trace, --report) names a task's attempts. */
+static bool rec_lookup(void *ctx, uint64_t id, uint64_t *seq,
+                       const char **input) {
+  run_task *t = live_find(ctx, id);
+  if (t == NULL)
+    return false;
+  *seq = t->job.seq;
+  *input = t->job.input;
+  return true;
+}
+
+/* --trace and --report are written at the very end: a path that cannot
+ * be written is better refused before a long run than after it. */
+static int check_writable(run *r, const char *flag, const char *path) {
+  if (path == NULL)
+    return 0;
+  size_t n = strlen(path);
+  char *tmp = ratchet_malloc(n + 5);
+  if (tmp == NULL) {
+    set_fatal(r, "out of memory");
+    return -ENOMEM;
+  }
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".tmp", 5);
+  FILE *f = fopen(tmp, "w");
+  int rc = f != NULL ? 0 : -errno;
+  if (f != NULL) {
+    fclose(f);
+    (void)remove(tmp);
+  } else {
+    set_fatal(r, "%s: cannot write '%s': %s", flag, path, strerror(-rc));
+  }
+  ratchet_free(tmp);
+  return rc;
+}
+
+/* Writes --trace and --report from the record; a failure is an error
+ * line, but does not change the run's exit status. */
+static void write_record(run *r, int status) {
+  const cli_run_options *o = r->o;
+  cli_err e = {{0}};
+  cli_log_fields lf = CLI_LOG_FIELDS_INIT;
+  if (r->rec == NULL)
+    return;
+  cli_rec_finish(r->rec);
+  if (o->trace != NULL && cli_trace_write(r->rec, o->trace, &e) != 0) {
+    lf.event = "trace";
+    cli_log_msg(&r->log, CLI_LOG_ERROR, &lf, "%s", e.msg);
+  }
+  if (o->report != NULL) {
+    cli_sbuf cmd = CLI_SBUF_INIT;
+    if (o->plugin != NULL) {
+      (void)cli_sbuf_adds(&cmd, "--plugin ");
+      (void)cli_sbuf_adds(&cmd, o->plugin);
+      (void)cli_sbuf_adds(&cmd, " --kind ");
+      (void)cli_sbuf_adds(&cmd, o->kind);
+    }
+    for (size_t i = 0; i < o->n_command; i++) {
+      if (i > 0)
+        (void)cli_sbuf_addc(&cmd, ' ');
+      (void)cli_sbuf_adds(&cmd, o->command[i]);
+    }
+    cli_report_info info = {.command = cli_sbuf_str(&cmd),
+                            .jobs = o->jobs,
+                            .exit_status = status,
+                            .signal = r->signal};
+    if (cli_report_write(r->rec, &info, o->report, &e) != 0) {
+      lf.event = "report";
+      cli_log_msg(&r->log, CLI_LOG_ERROR, &lf, "%s", e.msg);
+    }
+    cli_sbuf_free(&cmd);
   }
 }
 
@@ -714,12 +919,24 @@ static int start_orch(run *r) {
              RATCHET_EV_BIT(RATCHET_EV_LOST) |
              RATCHET_EV_BIT(RATCHET_EV_RETRY) |
              RATCHET_EV_BIT(RATCHET_EV_WORKER_STDERR) |
-             RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED);
+             RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED) | cli_run_log_types();
+  /* Every task's attempts are logged at debug only: unless asked for,
+   * the orchestrator need not even build those events. */
+  if (!cli_log_on(&r->log, CLI_LOG_DEBUG))
+    so.types &= ~(RATCHET_EV_BIT(RATCHET_EV_SUCCEEDED) |
+                  RATCHET_EV_BIT(RATCHET_EV_FAILED) |
+                  RATCHET_EV_BIT(RATCHET_EV_WORKER_STARTING) |
+                  RATCHET_EV_BIT(RATCHET_EV_WORKER_READY));
   so.cb = on_event;
   so.ctx = r;
   if ((rc = ratchet_events_subscribe(ratchet_orch_events(r->orch), &so,
                                      &r->sub)) != 0) {
     set_fatal(r, "cannot watch the workers: %s", ratchet_strerror(rc));
+    return rc;
+  }
+  if (r->rec != NULL &&
+      (rc = cli_rec_attach(r->rec, ratchet_orch_events(r->orch))) != 0) {
+    set_fatal(r, "cannot record the run: %s", ratchet_strerror(rc));
     return rc;
   }
 
@@ -738,7 +955,7 @@ static int start_orch(run *r) {
   po.mode = RATCHET_POOL_SPAWN;
   po.size = o->jobs;
   po.argv = r->worker_argv;
-  po.pipeline_depth = 1;
+  po.pipeline_depth = pipeline_depth(o);
   po.restart = RATCHET_RESTART_PERMANENT;
   /* Workers that are killed from outside come back quickly; one that can
    * never start fails the pool after flap_limit tries, within a second. */
@@ -774,6 +991,8 @@ static int start_orch(run *r) {
               ratchet_orch_last_error(r->orch));
     return rc;
   }
+  if ((rc = start_metrics(r)) != 0)
+    return rc;
   if ((rc = ratchet_orch_start(r->orch)) != 0) {
     set_fatal(r, "cannot start the workers (%s): %s", r->exe,
               ratchet_strerror(rc));
@@ -787,15 +1006,32 @@ static void before_output(void *ctx) {
   cli_progress_clear(r->prog);
 }
 
+/* A log line starts its own line: the progress line is erased, and a
+ * task's stderr that ended mid-line is ended. */
+static void before_log(void *ctx) {
+  run *r = ctx;
+  cli_progress_clear(r->prog);
+  cli_out_end_line(r->out);
+}
+
 static void teardown(run *r) {
   if (r->sub != NULL && r->orch != NULL)
     ratchet_events_unsubscribe(ratchet_orch_events(r->orch), r->sub);
   r->sub = NULL;
   if (r->orch != NULL && !r->closing) {
     r->closing = true;
+    metrics_detach_if_idle(r);
     ratchet_orch_close(r->orch, on_orch_closed);
   }
   (void)uv_run(&r->loop, UV_RUN_DEFAULT);
+  /* The last write: the run's final numbers, after a signal too. */
+  if (r->metrics != NULL && r->metrics_detached) {
+    (void)metrics_write(r);
+    ratchet_metrics_free(r->metrics);
+  }
+  /* else the orchestrator went away with the metrics attached, which
+   * metrics_detach_if_idle rules out: leaking beats touching its bus. */
+  r->metrics = NULL;
   if (r->out != NULL)
     (void)cli_out_flush(r->out);
   task_free(r->pending);
@@ -805,6 +1041,7 @@ static void teardown(run *r) {
     task_free(t);
   }
   cli_out_free(r->out);
+  r->out = NULL; /* the final log lines come after */
   cli_joblog_close(r->jl);
   cli_joblog_state_free(r->resume);
   cli_input_free(r->in);
@@ -826,14 +1063,25 @@ int cli_run_execute(const cli_run_options *o, const char *argv0) {
     return CLI_EXIT_USAGE;
   }
   r->o = o;
-  uint64_t w = (uint64_t)o->jobs * WINDOW_PER_JOB;
+  cli_log_init(&r->log, "ratchet run", o->log_level, o->log_format, 2);
+  r->log.before = before_log; /* a line of its own */
+  r->log.before_ctx = r;
+  uint64_t w = (uint64_t)o->jobs * WINDOW_PER_JOB * pipeline_depth(o);
   r->window = w < WINDOW_MIN ? WINDOW_MIN : w > 65536 ? 65536 : (uint32_t)w;
   int rc = uv_loop_init(&r->loop);
   if (rc != 0) {
-    fprintf(stderr, "ratchet run: cannot start: %s\n", uv_strerror(rc));
+    cli_log_msg(&r->log, CLI_LOG_ERROR, NULL, "cannot start: %s",
+                uv_strerror(rc));
     ratchet_free(r);
     return CLI_EXIT_USAGE;
   }
+  /* Before the first worker and the first thread (janitor.h). */
+  cli_janitor jan;
+  if ((rc = cli_janitor_start(&jan)) != 0)
+    cli_log_msg(&r->log, CLI_LOG_WARN, NULL,
+                "no janitor (%s): processes that tasks leave behind may "
+                "survive the run",
+                ratchet_strerror(rc));
   (void)uv_timer_init(&r->loop, &r->kick);
   (void)uv_timer_init(&r->loop, &r->grace);
   r->kick.data = r->grace.data = r;
@@ -845,6 +1093,10 @@ int cli_run_execute(const cli_run_options *o, const char *argv0) {
       cli_out_new(o->keep_order, o->tag, o->json, r->window, 1, 2, &r->out) ==
           0 &&
       cli_signals_new(&r->loop, on_signal, r, &r->sigs) == 0 &&
+      check_writable(r, "--trace", o->trace) == 0 &&
+      check_writable(r, "--report", o->report) == 0 &&
+      ((o->trace == NULL && o->report == NULL) ||
+       cli_rec_new(rec_lookup, r, &r->rec) == 0) &&
       start_orch(r) == 0) {
     cli_out_set_before(r->out, before_output, r);
     cli_out_set_lines(r->out, o->kind != NULL);
@@ -865,13 +1117,18 @@ int cli_run_execute(const cli_run_options *o, const char *argv0) {
 
   int status;
   if (r->fatal) {
-    fprintf(stderr, "ratchet run: %s\n", r->fatal_msg);
+    cli_log_fields lf = CLI_LOG_FIELDS_INIT;
+    lf.event = r->fatal_pool ? "pool_failed" : "fatal";
+    cli_log_msg(&r->log, CLI_LOG_ERROR, &lf, "%s", r->fatal_msg);
     status = CLI_EXIT_USAGE;
   } else if (r->signal != 0) {
     status = 128 + r->signal;
   } else {
     status = r->failed == 0 ? 0 : r->failed <= 100 ? (int)r->failed : 101;
   }
+  write_record(r, status);
+  cli_rec_free(r->rec);
   ratchet_free(r);
+  cli_janitor_finish(&jan);
   return status;
 }

@@ -20,6 +20,7 @@
 #include "config_file.h"
 #include "duration.h"
 #include "ratchet/alloc.h"
+#include "ratchet/metrics.h"
 #include "sbuf.h"
 
 enum {
@@ -53,7 +54,14 @@ enum {
   OPT_KIND,
   OPT_CONFIG,
   OPT_DRY_RUN,
-  OPT_OUTPUT_BUFFER
+  OPT_OUTPUT_BUFFER,
+  OPT_TRACE,
+  OPT_REPORT,
+  OPT_LOG_LEVEL,
+  OPT_LOG_FORMAT,
+  OPT_METRICS_FILE,
+  OPT_METRICS_INTERVAL,
+  OPT_METRICS_LISTEN
 };
 
 /* clang-format off */
@@ -119,6 +127,20 @@ static const cli_opt_def defs[] = {
    "print the commands that would run, run nothing"},
   {"output-buffer", 0, CLI_ARG_REQUIRED, OPT_OUTPUT_BUFFER, "SIZE",
    "memory for each task's stdout and stderr, then a temp file [16M]"},
+  {"trace", 0, CLI_ARG_REQUIRED, OPT_TRACE, "FILE",
+   "write a Chrome/Perfetto trace of the attempts to FILE at the end"},
+  {"report", 0, CLI_ARG_REQUIRED, OPT_REPORT, "FILE.html",
+   "write a self-contained HTML report of the run to FILE at the end"},
+  {"log-level", 0, CLI_ARG_REQUIRED, OPT_LOG_LEVEL, "LEVEL",
+   "debug, info, warn or error [warn; error with --quiet]"},
+  {"log-format", 0, CLI_ARG_REQUIRED, OPT_LOG_FORMAT, "FORMAT",
+   "text or json (one object per line) [text]"},
+  {"metrics-file", 0, CLI_ARG_REQUIRED, OPT_METRICS_FILE, "PATH",
+   "write Prometheus metrics to PATH (atomically) as the run goes"},
+  {"metrics-interval", 0, CLI_ARG_REQUIRED, OPT_METRICS_INTERVAL, "DURATION",
+   "how often --metrics-file is rewritten [5s]"},
+  {"metrics-listen", 0, CLI_ARG_REQUIRED, OPT_METRICS_LISTEN, "ADDR:PORT",
+   "serve /metrics over HTTP; PORT alone means 127.0.0.1:PORT"},
 };
 /* clang-format on */
 
@@ -145,6 +167,9 @@ void cli_run_options_init(cli_run_options *o) {
   o->breaker = breaker;
   o->halt = halt;
   o->output_buffer = UINT64_C(16) << 20;
+  o->log_level = CLI_LOG_WARN;
+  o->log_format = CLI_LOG_TEXT;
+  o->metrics_interval_ns = UINT64_C(5000000000);
 }
 
 static void free_strv(char **v, size_t n) {
@@ -160,6 +185,10 @@ void cli_run_options_free(cli_run_options *o) {
   free_strv(o->cache_env, o->n_cache_env);
   ratchet_free(o->joblog);
   ratchet_free(o->dead_letter);
+  ratchet_free(o->trace);
+  ratchet_free(o->report);
+  ratchet_free(o->metrics_file);
+  ratchet_free(o->metrics_listen);
   ratchet_free(o->plugin);
   ratchet_free(o->kind);
   ratchet_free(o->config);
@@ -410,6 +439,43 @@ static int apply(cli_run_options *o, const cli_opt_def *d, const char *flag,
     }
     o->output_buffer = n;
     return 0;
+  case OPT_TRACE:
+    return check_path(flag, v, e) != 0 ? -EINVAL : set_str(&o->trace, v);
+  case OPT_REPORT:
+    return check_path(flag, v, e) != 0 ? -EINVAL : set_str(&o->report, v);
+  case OPT_LOG_LEVEL:
+    if (cli_log_level_parse(flag, v, &o->log_level, e) != 0)
+      return -EINVAL;
+    o->log_level_given = true;
+    return 0;
+  case OPT_LOG_FORMAT:
+    return cli_log_format_parse(flag, v, &o->log_format, e);
+  case OPT_METRICS_FILE:
+    return check_path(flag, v, e) != 0 ? -EINVAL : set_str(&o->metrics_file, v);
+  case OPT_METRICS_INTERVAL:
+    if (cli_parse_duration(flag, v, &n, e) != 0)
+      return -EINVAL;
+    if (n < CLI_METRICS_INTERVAL_MIN_NS) {
+      cli_err_set(e, "%s: '%s' is too short (at least 100ms)", flag,
+                  cli_show(v, show));
+      return -EINVAL;
+    }
+    o->metrics_interval_ns = n;
+    o->metrics_interval_given = true;
+    return 0;
+  case OPT_METRICS_LISTEN: {
+    char host[RATCHET_METRICS_HOST_MAX];
+    uint16_t port;
+    if (ratchet_metrics_parse_listen(v, host, sizeof host, &port) != 0) {
+      cli_err_set(e,
+                  "%s: invalid address '%s' (expected PORT, :PORT, "
+                  "ADDR:PORT or [ADDR6]:PORT with a numeric address or "
+                  "localhost, PORT from 0 to 65535)",
+                  flag, cli_show(v, show));
+      return -EINVAL;
+    }
+    return set_str(&o->metrics_listen, v);
+  }
   }
   cli_err_set(e, "%s: not handled", flag);
   return -EINVAL;
@@ -505,6 +571,10 @@ static int check(cli_run_options *o, cli_err *e) {
                 o->n_cache_env > 0 ? "--cache-env" : "--cache-ttl");
     return -EINVAL;
   }
+  if (o->metrics_interval_given && o->metrics_file == NULL) {
+    cli_err_set(e, "--metrics-interval needs --metrics-file PATH");
+    return -EINVAL;
+  }
   if (o->backoff_max_ns < o->backoff_base_ns) {
     char a[64], b[64];
     cli_err_set(e, "--backoff-max (%s) is shorter than --backoff-base (%s)",
@@ -523,6 +593,9 @@ static int check(cli_run_options *o, cli_err *e) {
   }
   if (o->quiet)
     o->progress = CLI_PROGRESS_OFF;
+  /* --quiet keeps only errors, unless --log-level says otherwise. */
+  if (o->quiet && !o->log_level_given)
+    o->log_level = CLI_LOG_ERROR;
   if (o->json && o->tag) {
     cli_err_set(e, "--tag cannot be used with --json (the JSON objects "
                    "carry the input)");

@@ -24,6 +24,7 @@
 #include "command.h"
 #include "diag.h"
 #include "halt.h"
+#include "log.h"
 #include "opt.h"
 
 typedef enum cli_progress_mode {
@@ -41,6 +42,8 @@ typedef enum cli_input_source {
 /* The limits of the numeric options. */
 #define CLI_JOBS_MAX    4096u
 #define CLI_RETRIES_MAX 1000u
+/* --metrics-interval: each write renders, fsyncs and renames a file. */
+#define CLI_METRICS_INTERVAL_MIN_NS UINT64_C(100000000)
 
 /* Every string is owned by the struct (freed by cli_run_options_free). */
 typedef struct cli_run_options {
@@ -68,6 +71,17 @@ typedef struct cli_run_options {
   bool resume;        /* skip tasks the job log records */
   bool resume_failed; /* skip only those it records as succeeded */
   char *dead_letter;  /* JSON lines of final failures; NULL: none */
+
+  char *metrics_file;           /* Prometheus text, replaced atomically */
+  uint64_t metrics_interval_ns; /* between metrics file writes [5s] */
+  bool metrics_interval_given;
+  char *metrics_listen; /* ADDR:PORT serving /metrics; NULL: none */
+
+  char *trace;               /* --trace FILE: Chrome trace JSON; NULL */
+  char *report;              /* --report FILE: the HTML report; NULL */
+  cli_log_level log_level;   /* [warn; error with --quiet] */
+  bool log_level_given;      /* --log-level was given */
+  cli_log_format log_format; /* [text] */
 
   bool json; /* one JSON object per task on stdout */
   cli_progress_mode progress;

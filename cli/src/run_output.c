@@ -39,6 +39,7 @@ struct cli_out {
   bool keep_order, tag, json, lines;
   uint32_t window;
   int out_fd, err_fd;
+  bool err_open_line; /* a task's stderr ended without a newline */
   uint64_t next;
   held *ring;
   cli_out_before_fn before;
@@ -85,9 +86,10 @@ static int write_piece(int fd, const char *tag, bool *bol, const char *p,
 }
 
 /* Copies one stream (memory or file) to fd. A tagged stream that does not
- * end with a newline gets one, as GNU parallel does. */
+ * end with a newline gets one, as GNU parallel does. *open_line (if not
+ * NULL) says whether fd was left in the middle of a line. */
 static int copy_stream(int fd, const char *tag, bool lines, const void *mem,
-                       size_t len, const char *path) {
+                       size_t len, const char *path, bool *open_line) {
   bool bol = true;
   int rc = 0;
   size_t total = 0;
@@ -121,8 +123,11 @@ static int copy_stream(int fd, const char *tag, bool lines, const void *mem,
     last = ((const char *)mem)[len - 1];
     rc = write_piece(fd, tag, &bol, mem, len);
   }
-  if (rc == 0 && (tag != NULL || lines) && total > 0 && last != '\n')
+  bool add_newline = (tag != NULL || lines) && total > 0 && last != '\n';
+  if (rc == 0 && add_newline)
     rc = write_all(fd, "\n", 1);
+  if (open_line != NULL && total > 0)
+    *open_line = !add_newline && last != '\n';
   return rc;
 }
 
@@ -264,9 +269,11 @@ static int print_now(cli_out *o, const cli_out_rec *r) {
     return -ENOMEM;
   }
   const char *t = o->tag ? tag.data : NULL;
-  int rc = copy_stream(o->out_fd, t, o->lines, r->out, r->out_len, r->out_path);
+  int rc = copy_stream(o->out_fd, t, o->lines, r->out, r->out_len, r->out_path,
+                       NULL);
   if (rc == 0)
-    rc = copy_stream(o->err_fd, t, false, r->err, r->err_len, r->err_path);
+    rc = copy_stream(o->err_fd, t, false, r->err, r->err_len, r->err_path,
+                     &o->err_open_line);
   cli_sbuf_free(&tag);
   return rc;
 }
@@ -388,6 +395,13 @@ int cli_out_new(bool keep_order, bool tag, bool json, uint32_t window,
 
 void cli_out_set_lines(cli_out *o, bool on) {
   o->lines = on;
+}
+
+void cli_out_end_line(cli_out *o) {
+  if (o == NULL || !o->err_open_line)
+    return;
+  o->err_open_line = false;
+  (void)write_all(o->err_fd, "\n", 1);
 }
 
 void cli_out_set_before(cli_out *o, cli_out_before_fn fn, void *ctx) {

@@ -54,6 +54,11 @@ int cli_out_new(bool keep_order, bool tag, bool json, uint32_t window,
 
 void cli_out_set_before(cli_out *o, cli_out_before_fn fn, void *ctx);
 
+/* Ends the line a task's stderr left open (it did not end with a
+ * newline), so that a log line written next to stderr starts a line of
+ * its own. NULL-safe. */
+void cli_out_end_line(cli_out *o);
+
 /* Whole lines: a stdout that does not end with a newline gets one (for
  * plugin kinds, whose outputs are values rather than text streams). */
 void cli_out_set_lines(cli_out *o, bool on);

@@ -265,6 +265,53 @@ class Output(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, b"AB\nCD\n")
 
+    def test_plugin_pipelined_keeps_order_and_loses_nothing(self):
+        # Plugin runs send each worker 16 tasks at a time.
+        words = ["w%05d" % i for i in range(5000)]
+        r = ratchet("run", "-k", "-j2", "--plugin", ARGS.plugin, "--kind",
+                    "upper", stdin="".join(w + "\n" for w in words).encode())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode().split("\n")[:-1],
+                         [w.upper() for w in words])
+
+    def test_plugin_pipelined_survives_killed_workers(self):
+        # A killed worker takes up to 16 queued tasks with it: every one
+        # is run again on another worker.
+        n = 20000
+        # Output goes to files: a full stdout pipe would stop ratchet
+        # reading its stdin while we write it.
+        out_f = open(self.path("out"), "w+b")
+        err_f = open(self.path("err"), "w+b")
+        self.addCleanup(out_f.close)
+        self.addCleanup(err_f.close)
+        p = subprocess.Popen([ARGS.ratchet, "run", "-j2", "--retries", "3",
+                              "--plugin", ARGS.plugin, "--kind", "upper"],
+                             stdin=subprocess.PIPE, stdout=out_f,
+                             stderr=err_f)
+        # Inputs trickle in, so that the run lasts long enough to kill.
+        kills = 0
+        for chunk in range(40):
+            p.stdin.write("".join("x%d\n" % i for i in
+                                  range(chunk * n // 40,
+                                        (chunk + 1) * n // 40)).encode())
+            p.stdin.flush()
+            if chunk % 8 == 4:
+                workers = [pid for pid, (pp, _, c) in proc_table().items()
+                           if pp == p.pid and " worker" in c]
+                if workers:
+                    os.kill(workers[0], signal.SIGKILL)
+                    kills += 1
+            time.sleep(0.02)
+        p.stdin.close()
+        rc = p.wait(timeout=120)
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(kills, 0)
+        self.assertEqual(sorted(out.decode().split("\n")[:-1]),
+                         sorted("X%d" % i for i in range(n)))
+
     def test_worker_that_never_starts_fails_fast(self):
         t0 = time.monotonic()
         r = ratchet("run", "--plugin", "/lib/x86_64-linux-gnu/libm.so.6",
@@ -513,9 +560,14 @@ class Signals(Base):
         self.assertLess(elapsed, 1.8)
 
     def test_sigint_lets_quick_tasks_finish(self):
-        p = start("run", "-j2", "-k", "sh", "-c", "sleep 0.5; echo $1", "_",
-                  ":::", "a", "b", "c", "d")
-        time.sleep(0.2)
+        # Signalled once both first tasks run (not after a fixed delay,
+        # which a slow sanitizer build may not have reached).
+        t = "0.%06d" % random.randint(500000, 999999)
+        p = start("run", "-j2", "-k", "sh", "-c", "sleep %s; echo $1" % t,
+                  "_", ":::", "a", "b", "c", "d")
+        self.assertTrue(wait_for(lambda: len(
+            [1 for _, (_, _, c) in proc_table().items()
+             if c.startswith("sleep " + t)]) >= 2))
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 130)
@@ -559,6 +611,279 @@ class Signals(Base):
                          list(range(n)))
         self.assertTrue(all(o["status"] == "ok" for o in objs))
         self.assertGreater(kills, 5)
+
+
+# ---- no process left behind: the janitor ---------------------------------
+
+RUN_ID = "RATCHET_RUN_ID"
+
+
+def environ_of(pid):
+    """The environment of pid as a dict, or None if it cannot be read."""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    env = {}
+    for entry in raw.split(b"\0"):
+        name, eq, value = entry.partition(b"=")
+        if eq and name.decode(errors="replace") not in env:
+            env[name.decode(errors="replace")] = value.decode(
+                errors="replace")
+    return env
+
+
+def marked(run_id):
+    """Live processes whose marker lists run_id."""
+    out = []
+    for pid, (_, _, cmd) in proc_table().items():
+        env = environ_of(pid)
+        if env is not None and run_id in env.get(RUN_ID, "").split(":"):
+            out.append((pid, cmd))
+    return out
+
+
+def janitors():
+    out = set()
+    for pid in proc_table():
+        try:
+            with open("/proc/%d/comm" % pid) as f:
+                if f.read().strip() == "ratchet-janitor":
+                    out.add(pid)
+        except OSError:
+            pass
+    return out
+
+
+def with_token(token):
+    """Live processes with token in their command line, but janitors: a
+    janitor is a fork of ratchet and shows its command line while it ends
+    (the tests check separately that it goes)."""
+    skip = janitors()
+    return [(p, c) for p, (_, _, c) in proc_table().items()
+            if token in c and p not in skip]
+
+
+def stat_of(pid):
+    """(state, ppid, pgid, sid) of pid, or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return None
+    rest = st[st.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2]), int(rest[3])
+
+
+def janitor_of(ratchet_pid):
+    for pid, (pp, _, _) in proc_table().items():
+        if pp != ratchet_pid:
+            continue
+        try:
+            with open("/proc/%d/comm" % pid) as f:
+                if f.read().strip() == "ratchet-janitor":
+                    return pid
+        except OSError:
+            pass
+    return None
+
+
+def alive(pid):
+    st = stat_of(pid)
+    return st is not None and st[0] != "Z"
+
+
+class Janitor(Base):
+    """Whatever the tasks start, and however ratchet ends, nothing of the
+    run remains: the janitor SIGKILLs every process that carries the run's
+    marker in its environment once ratchet is gone."""
+
+    def token(self):
+        # A duration no other process uses: sleep's argument marks ours.
+        return "%d.%06d" % (300 + random.randint(0, 99),
+                            random.randint(0, 999999))
+
+    def start_run(self, script, inputs, *opts, **kw):
+        p = start("run", *opts, "sh", "-c", script, "_", ":::", *inputs,
+                  **kw)
+        self.addCleanup(self.reap, p)
+        return p
+
+    def reap(self, p):
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+
+    def run_id_of(self, p):
+        """The run's id, read from the environment of one of its workers."""
+        found = []
+
+        def probe():
+            for pid, (pp, _, c) in proc_table().items():
+                if pp == p.pid and " worker" in c:
+                    env = environ_of(pid) or {}
+                    if RUN_ID in env:
+                        found.append(env[RUN_ID].split(":")[-1])
+                        return True
+            return False
+        self.assertTrue(wait_for(probe))
+        return found[0]
+
+    def assert_all_gone(self, run_id, tokens, timeout=5.0):
+        def clean():
+            return not marked(run_id) and not any(
+                with_token(t) for t in tokens)
+        wait_for(clean, timeout)
+        self.assertEqual(marked(run_id), [])
+        for t in tokens:
+            self.assertEqual(with_token(t), [])
+
+    def grandchildren_script(self, t):
+        # A background child, a daemon in its own session (which lets go
+        # of the output pipes, as daemons do: the task waits for their
+        # EOF), and the command itself waiting: three sleeps per task.
+        return "sleep %s & setsid sleep %s >/dev/null 2>&1 & sleep %s; " \
+               "wait" % (t, t, t)
+
+    def wait_sleeps(self, t, n):
+        """Waits until n sleeps of token t run (not just the shells whose
+        command lines mention them)."""
+        def sleeps():
+            return [c for _, c in with_token(t) if c.startswith("sleep " + t)]
+        self.assertTrue(wait_for(lambda: len(sleeps()) >= n, 20), sleeps())
+
+    def test_marker_reaches_every_command(self):
+        r = ratchet("run", "-k", "sh", "-c", "echo ${%s:-none}" % RUN_ID,
+                    ":::", "a", "b")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ids = r.stdout.decode().split()
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(ids[0], ids[1])
+        self.assertRegex(ids[0], r"^\d+\.[0-9a-f]{16}$")
+
+    def test_janitor_is_detached_and_holds_nothing(self):
+        t = self.token()
+        p = self.start_run("sleep %s" % t, ["1", "2"], "-j2")
+        self.wait_sleeps(t, 2)
+        jan = janitor_of(p.pid)
+        self.assertIsNotNone(jan)
+        _, _, rpgid, rsid = stat_of(p.pid)
+        _, _, jpgid, jsid = stat_of(jan)
+        self.assertEqual(jsid, jan)  # its own session, so its own group
+        self.assertEqual(jpgid, jan)
+        self.assertNotEqual(jsid, rsid)
+        self.assertNotEqual(jpgid, rpgid)
+        fds = {int(fd): os.readlink("/proc/%d/fd/%s" % (jan, fd))
+               for fd in os.listdir("/proc/%d/fd" % jan)}
+        self.assertEqual(sorted(fds), [0, 1, 2, 3, 4], fds)
+        for fd in (0, 1, 2):
+            self.assertEqual(fds[fd], "/dev/null")
+        for fd in (3, 4):
+            self.assertTrue(fds[fd].startswith("pipe:"), fds)
+        self.assertEqual(os.readlink("/proc/%d/cwd" % jan), "/")
+        # The signals a terminal or a careless kill sends do not end it.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.kill(jan, sig)
+        time.sleep(0.2)
+        self.assertTrue(alive(jan))
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 143)
+        self.assertTrue(wait_for(lambda: not alive(jan), 5))
+
+    def test_sigkill_of_ratchet_kills_grandchildren(self):
+        t = self.token()
+        # A process of ours without the marker: it must survive.
+        bystander = subprocess.Popen(["sleep", t + "1"])
+        self.addCleanup(bystander.wait)
+        self.addCleanup(bystander.kill)
+        p = self.start_run(self.grandchildren_script(t), ["1", "2"], "-j2")
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 6 + 1)
+        jan = janitor_of(p.pid)
+        p.kill()
+        p.wait()
+        self.assert_all_gone(run_id, [t + " "])
+        self.assertEqual([c for _, c in with_token(t)
+                          if c.strip() != "sleep " + t + "1"], [])
+        self.assertTrue(wait_for(lambda: not alive(jan), 5))
+        self.assertIsNone(bystander.poll())
+
+    def test_sigkill_of_ratchets_process_group(self):
+        t = self.token()
+        p = self.start_run(self.grandchildren_script(t), ["1", "2"], "-j2",
+                           start_new_session=True)
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 6)
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        self.assert_all_gone(run_id, [t])
+
+    def test_sigkill_of_a_worker(self):
+        t = self.token()
+        # The killed worker's command dies with it (parent-death signal);
+        # its children are orphans until the run ends, then swept.
+        p = self.start_run("sleep %s & setsid sleep %s >/dev/null 2>&1 & "
+                           "sleep 1.5" % (t, t),
+                           ["1", "2", "3", "4"], "-j2", "--retries", "2")
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 4)
+        workers = [pid for pid, (pp, _, c) in proc_table().items()
+                   if pp == p.pid and " worker" in c]
+        self.assertTrue(workers)
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        # Swept before ratchet returned: nothing to wait for.
+        self.assertEqual(with_token(t), [])
+        self.assertEqual(marked(run_id), [])
+
+    def test_normal_exit_kills_what_tasks_left(self):
+        t = self.token()
+        r = ratchet("run", "-j2", "sh", "-c",
+                    "setsid sleep %s >/dev/null 2>&1 & sleep 0.2; "
+                    "echo started $1" % t, "_", ":::",
+                    "a", "b", timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sorted(r.stdout.decode().splitlines()),
+                         ["started a", "started b"])
+        self.assertEqual(with_token(t), [])
+
+    def sweep_after_signal(self, sig, expect):
+        t = self.token()
+        p = self.start_run(self.grandchildren_script(t), ["1", "2"], "-j2",
+                           "--kill-grace", "200ms")
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 6)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, expect, err)
+        self.assertEqual(with_token(t), [])
+        self.assertEqual(marked(run_id), [])
+
+    def test_sigint_leaves_nothing(self):
+        self.sweep_after_signal(signal.SIGINT, 130)
+
+    def test_sigterm_leaves_nothing(self):
+        self.sweep_after_signal(signal.SIGTERM, 143)
+
+    def test_nested_run_killed_with_the_outer_one(self):
+        t = self.token()
+        inner = "%s run -j1 sh -c '%s' _ ::: x" % (
+            ARGS.ratchet, self.grandchildren_script(t))
+        p = self.start_run(inner, ["1"], "-j1")
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 3)
+        # The inner run's processes carry both ids, the outer one first.
+        ids = [(environ_of(pid) or {}).get(RUN_ID, "")
+               for pid, c in with_token(t) if c.startswith("sleep ")]
+        self.assertGreaterEqual(len(ids), 3)
+        self.assertTrue(all(i.split(":")[0] == run_id and i.count(":") == 1
+                            for i in ids), ids)
+        p.kill()
+        p.wait()
+        self.assert_all_gone(run_id, [t])
 
 
 def main():

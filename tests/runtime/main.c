@@ -11,6 +11,7 @@ static const tu_group groups[] = {
     {"stress", test_stress},   {"containers", test_containers},
     {"acct", test_acct},       {"events", test_events},
     {"orch", test_orch},       {"orch-chaos", test_orch_chaos},
+    {"metrics", test_metrics},
 };
 
 static const tu_child children[] = {

@@ -161,7 +161,9 @@ static uint64_t publish(ratchet_events *bus, ratchet_event_type type,
 
 /* ---- jansson --------------------------------------------------------- */
 
-static void json_free(json_t *j) { json_decref(j); }
+static void json_free(json_t *j) {
+  json_decref(j);
+}
 
 static bool has(const json_t *o, const char *key) {
   return json_object_get(o, key) != NULL;

@@ -16,6 +16,7 @@ int test_acct(void);
 int test_events(void);
 int test_orch(void);
 int test_orch_chaos(void);
+int test_metrics(void);
 
 /* Children of the worker group (test_worker.c): "worker" serves the test
  * handlers on stdin/stdout; "worker-parent" starts a "worker" and waits to
