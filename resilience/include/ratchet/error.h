@@ -44,7 +44,7 @@ extern "C" {
   XX(ECACHE_VERSION, -30201, "cache store has an unsupported format version")  \
   XX(ECACHE_FULL, -30202, "cache store is full")                               \
   XX(ECACHE_TOO_BIG, -30203, "value is larger than the cache can hold")        \
-  XX(ECACHE_MISS, -30204, "no such key in the cache")                         \
+  XX(ECACHE_MISS, -30204, "no such key in the cache")                          \
   XX(ENOPOOL, -30300, "no pool serves this task kind")                         \
   XX(ENOGROUP, -30301, "no rate limit is configured for this group")
 
