@@ -440,3 +440,56 @@ void ratchet__strmap_foreach(const ratchet__strmap *m,
     if (m->e[i].key != NULL)
       fn(ctx, m->e[i].key, m->e[i].len, m->e[i].val);
 }
+
+int ratchet__strmap_remove_if(ratchet__strmap *m,
+                              bool (*pred)(void *ctx, const void *key,
+                                           size_t len, void *val),
+                              void *ctx) {
+  if (m->len == 0)
+    return 0;
+  /* Deleting shifts entries back, so the matches are found first and
+   * deleted after: the keys are the map's own until then. */
+  size_t *hits = ratchet_malloc(m->len * sizeof *hits), n = 0;
+  if (hits == NULL)
+    return -ENOMEM;
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->e[i].key != NULL)
+      hits[n++] = i;
+  size_t k = 0;
+  for (size_t j = 0; j < n; j++) {
+    strmap_entry *e = &m->e[hits[j]];
+    if (pred(ctx, e->key, e->len, e->val))
+      hits[k++] = hits[j];
+  }
+  /* Copy the chosen keys out before any deletion moves entries. */
+  void **keys = ratchet_malloc((k ? k : 1) * sizeof *keys);
+  size_t *lens = ratchet_malloc((k ? k : 1) * sizeof *lens);
+  if (keys == NULL || lens == NULL) {
+    ratchet_free(keys);
+    ratchet_free(lens);
+    ratchet_free(hits);
+    return -ENOMEM;
+  }
+  for (size_t j = 0; j < k; j++) {
+    keys[j] = m->e[hits[j]].key;
+    lens[j] = m->e[hits[j]].len;
+  }
+  int removed = 0;
+  for (size_t j = 0; j < k; j++) {
+    /* The key pointer stays valid until its own entry is deleted: entries
+     * move, their key copies do not. */
+    unsigned char tmp[64];
+    void *copy = lens[j] <= sizeof tmp ? tmp : ratchet_malloc(lens[j]);
+    if (copy == NULL)
+      continue;
+    memcpy(copy, keys[j], lens[j]);
+    if (ratchet__strmap_del(m, copy, lens[j]) != NULL)
+      removed++;
+    if (copy != tmp)
+      ratchet_free(copy);
+  }
+  ratchet_free(keys);
+  ratchet_free(lens);
+  ratchet_free(hits);
+  return removed;
+}

@@ -75,6 +75,13 @@ void *ratchet__strmap_get(const ratchet__strmap *m, const void *key,
 void *ratchet__strmap_del(ratchet__strmap *m, const void *key, size_t len);
 /* Entries. */
 size_t ratchet__strmap_len(const ratchet__strmap *m);
+/* Removes every entry for which pred returns true (pred sees each entry
+ * once and may free its value when it returns true; it must not change the
+ * map). Returns how many were removed, or -ENOMEM (nothing removed). */
+int ratchet__strmap_remove_if(ratchet__strmap *m,
+                              bool (*pred)(void *ctx, const void *key,
+                                           size_t len, void *val),
+                              void *ctx);
 /* Calls fn for each entry (any order); fn must not change the map. */
 void ratchet__strmap_foreach(const ratchet__strmap *m,
                              void (*fn)(void *ctx, const void *key, size_t len,

@@ -208,54 +208,23 @@ void ratchet__orch_dedupe_free_all(ratchet_orch *o) {
 
 /* --------------------------------------------------------------- dedupe */
 
-/* Finished windows (no task left in them, past their end), gathered and
- * then deleted: the map may not change during foreach. */
-typedef struct sweep_ctx {
-  uint64_t now;
-  void **keys;
-  size_t *lens, n, cap;
-} sweep_ctx;
-
-static void sweep_collect(void *ctx, const void *key, size_t len, void *val) {
-  sweep_ctx *c = ctx;
+/* A finished window (no task left in it, past its end): freed here. */
+static bool window_over(void *ctx, const void *key, size_t len, void *val) {
+  (void)key, (void)len;
   dedupe_entry *de = val;
-  if (de->leader != NULL || de->pending != NULL || c->now < de->expires_at)
-    return;
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 64;
-    void **k = ratchet_realloc(c->keys, cap * sizeof *k);
-    if (k == NULL)
-      return;
-    c->keys = k;
-    size_t *l = ratchet_realloc(c->lens, cap * sizeof *l);
-    if (l == NULL)
-      return;
-    c->lens = l;
-    c->cap = cap;
-  }
-  void *d = ratchet__dup_bytes(key, len);
-  if (d == NULL)
-    return;
-  c->keys[c->n] = d;
-  c->lens[c->n++] = len;
+  if (de->leader != NULL || de->pending != NULL ||
+      *(const uint64_t *)ctx < de->expires_at)
+    return false;
+  dedupe_entry_free(de);
+  return true;
 }
 
 /* Keeps the dedupe map from growing with keys seen once: when it has
  * doubled since the last sweep, the finished windows go. */
 static void dedupe_sweep(ratchet_orch *o, uint64_t now) {
-  size_t len = ratchet__strmap_len(o->dedupe);
-  if (len < o->dedupe_sweep_at)
+  if (ratchet__strmap_len(o->dedupe) < o->dedupe_sweep_at)
     return;
-  sweep_ctx c = {now, NULL, NULL, 0, 0};
-  ratchet__strmap_foreach(o->dedupe, sweep_collect, &c);
-  for (size_t i = 0; i < c.n; i++) {
-    dedupe_entry *de = ratchet__strmap_del(o->dedupe, c.keys[i], c.lens[i]);
-    if (de != NULL)
-      dedupe_entry_free(de);
-    ratchet_free(c.keys[i]);
-  }
-  ratchet_free(c.keys);
-  ratchet_free(c.lens);
+  (void)ratchet__strmap_remove_if(o->dedupe, window_over, &now);
   o->dedupe_sweep_at = 2 * ratchet__strmap_len(o->dedupe) + 1024;
 }
 

@@ -237,59 +237,24 @@ void ratchet__orch_pool_event(ratchet_pool *p, const ratchet_pool_event *pe) {
     for (uint32_t w = 0; w < op->n_pinned_slots; w++)
       while (op->pinned[w].head != NULL) {
         task *t = op->pinned[w].head;
-        ratchet__list_remove(&op->pinned[w], t);
-        op->pinned_total--;
-        o->waiting--;
-        ratchet__orch_expiry_untrack(o, t);
+        ratchet__orch_unwait(o, t);
         ratchet__orch_finish_with(o, t, RATCHET_STATUS_LOST, buf);
       }
   }
   ratchet__orch_kick(o);
 }
 
-/* Keys bound to one worker, gathered before they are deleted (the map may
- * not change during foreach). */
-typedef struct unbind_ctx {
-  uintptr_t v;
-  void **keys;
-  size_t *lens;
-  size_t n, cap;
-} unbind_ctx;
-
-static void collect_bound(void *ctx, const void *key, size_t len, void *val) {
-  unbind_ctx *c = ctx;
-  if ((uintptr_t)val != c->v)
-    return;
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 16;
-    void **k = ratchet_realloc(c->keys, cap * sizeof *k);
-    if (k == NULL)
-      return;
-    c->keys = k;
-    size_t *l = ratchet_realloc(c->lens, cap * sizeof *l);
-    if (l == NULL)
-      return;
-    c->lens = l;
-    c->cap = cap;
-  }
-  void *d = ratchet__dup_bytes(key, len);
-  if (d == NULL)
-    return;
-  c->keys[c->n] = d;
-  c->lens[c->n++] = len;
+/* An affinity binding to the worker that ended. */
+static bool bound_to(void *ctx, const void *key, size_t len, void *val) {
+  (void)key, (void)len;
+  return (uintptr_t)val == *(const uintptr_t *)ctx;
 }
 
 static void unbind_worker(ratchet_orch *o, orch_pool *op, uint32_t w) {
-  if (ratchet__strmap_len(o->affinity) > 0) {
-    unbind_ctx c = {((uintptr_t)op->index << 16 | w) + 1, NULL, NULL, 0, 0};
-    ratchet__strmap_foreach(o->affinity, collect_bound, &c);
-    for (size_t i = 0; i < c.n; i++) {
-      (void)ratchet__strmap_del(o->affinity, c.keys[i], c.lens[i]);
-      ratchet_free(c.keys[i]);
-    }
-    ratchet_free(c.keys);
-    ratchet_free(c.lens);
-  }
+  uintptr_t v = ((uintptr_t)op->index << 16 | w) + 1;
+  /* On -ENOMEM the bindings stay: their tasks wait for the slot's next
+   * process, as pinned tasks do. */
+  (void)ratchet__strmap_remove_if(o->affinity, bound_to, &v);
   if (w >= op->n_pinned_slots)
     return;
   task_list *l = &op->pinned[w];

@@ -532,6 +532,49 @@ static void test_strmap_edges(void **state) {
   ratchet__strmap_free(m);
 }
 
+/* remove_if: exactly the chosen entries go, each value is shown once, and
+ * the rest stay findable (deletion shifts entries back). */
+static bool odd_value(void *ctx, const void *key, size_t len, void *val) {
+  (void)key, (void)len;
+  unsigned *seen = ctx;
+  uintptr_t v = (uintptr_t)val;
+  seen[v]++;
+  return v % 2 == 1;
+}
+
+static void test_strmap_remove_if(void **state) {
+  (void)state;
+  ratchet__strmap *m;
+  assert_int_equal(ratchet__strmap_new(&m), 0);
+  enum { N = 1000 };
+  char key[32];
+  for (uintptr_t i = 1; i <= N; i++) {
+    int n = snprintf(key, sizeof key, "key-%lu", (unsigned long)i);
+    assert_int_equal(ratchet__strmap_put(m, key, (size_t)n, (void *)i), 0);
+  }
+  static unsigned seen[N + 1];
+  memset(seen, 0, sizeof seen);
+  assert_int_equal(ratchet__strmap_remove_if(m, odd_value, seen), N / 2);
+  assert_int_equal(ratchet__strmap_len(m), N / 2);
+  for (uintptr_t i = 1; i <= N; i++) {
+    assert_int_equal(seen[i], 1);
+    int n = snprintf(key, sizeof key, "key-%lu", (unsigned long)i);
+    void *v = ratchet__strmap_get(m, key, (size_t)n);
+    if (i % 2 == 1)
+      assert_null(v);
+    else
+      assert_int_equal((uintptr_t)v, i);
+  }
+  /* Nothing matches: nothing goes; an empty map: 0. */
+  memset(seen, 0, sizeof seen);
+  assert_int_equal(ratchet__strmap_remove_if(m, odd_value, seen), 0);
+  ratchet__strmap *e;
+  assert_int_equal(ratchet__strmap_new(&e), 0);
+  assert_int_equal(ratchet__strmap_remove_if(e, odd_value, seen), 0);
+  ratchet__strmap_free(e);
+  ratchet__strmap_free(m);
+}
+
 static void test_strmap_out_of_memory(void **state) {
   (void)state;
   enum { N = 120 };
@@ -608,6 +651,7 @@ int test_containers(void) {
       cmocka_unit_test(test_idmap_out_of_memory),
       cmocka_unit_test(test_strmap_reference),
       cmocka_unit_test(test_strmap_edges),
+      cmocka_unit_test(test_strmap_remove_if),
       cmocka_unit_test(test_strmap_out_of_memory),
   };
   return cmocka_run_group_tests_name("containers", tests, NULL, NULL);
