@@ -49,7 +49,7 @@
 
 #define CHAOS_TASKS          50000u
 #define CHAOS_TASKS_VALGRIND 5000u
-#define CHAOS_TASKS_TSAN     20000u
+#define CHAOS_TASKS_TSAN     5000u
 
 /* ThreadSanitizer makes every worker start (and the loop) several times
  * slower: fewer tasks keep the run in the same range. */
