@@ -311,8 +311,9 @@ static void child(const cli_exec_request *req, char **argv, char **envp,
  * signal at its default disposition and none blocked (the worker ignores
  * SIGPIPE; that must not be inherited). posix_spawn cannot ask for the
  * parent-death signal, hence vfork and our own child side, which makes
- * only system calls until it execs (as posix_spawn's own child does). Returns 0, or the negated errno of the
- * failed exec (the child is reaped), or of fork/pipe.
+ * only system calls until it execs (as posix_spawn's own child does). Returns
+ * 0, or the negated errno of the failed exec (the child is reaped), or of
+ * fork/pipe.
  */
 static int spawn(const cli_exec_request *req, int in_fd, int out_fd, int err_fd,
                  pid_t *pid) {
