@@ -72,10 +72,7 @@ void ratchet__deadletter_write(ratchet_orch *o, const task *t,
   json_t *obj = json_object();
   if (obj == NULL)
     return;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  set(obj, "time_ms",
-      json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+  set(obj, "time_ms", json_integer((json_int_t)ratchet__wall_ms()));
   set(obj, "id", json_integer((json_int_t)r->id));
   set(obj, "kind", json_string(r->kind));
   set(obj, "status", json_string(ratchet_status_name(r->status)));

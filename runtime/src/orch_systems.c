@@ -93,10 +93,7 @@ static void cache_store(ratchet_orch *o, task_ext *e,
   ratchet__v1__result__pack(&r, buf);
   ratchet_store_put_options po = RATCHET_STORE_PUT_OPTIONS_INIT;
   po.ttl_ms = e->cache.ttl_ms;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t now_ms =
-      (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  uint64_t now_ms = ratchet__wall_ms();
   (void)ratchet_tiered_put(o->opt.cache, &e->cache_key, buf, n, &po, now_ms);
   ratchet_free(buf);
 }
@@ -137,10 +134,7 @@ static void sys_cache(RATCHET__RUN_ARGS) {
     e->has_cache = false; /* run it uncached rather than fail it */
     return;
   }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  uint64_t now_ms =
-      (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  uint64_t now_ms = ratchet__wall_ms();
   ratchet_tiered_value v;
   if (ratchet_tiered_get(o->opt.cache, &e->cache_key, now_ms, &v) == 0) {
     final_out f;

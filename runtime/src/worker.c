@@ -878,28 +878,26 @@ int ratchet_task_set_status(ratchet_task_ctx *ctx, ratchet_task_status status) {
   return 0;
 }
 
-int ratchet_task_set_output(ratchet_task_ctx *ctx, const void *data,
-                            size_t len) {
+/* Replaces b's bytes with a copy of data; b is unchanged on failure. */
+static int buf_replace(ratchet_buf *b, const void *data, size_t len) {
   if (data == NULL && len > 0)
     return -EINVAL;
-  size_t old = ctx->output.len;
-  ctx->output.len = 0;
-  int rc = len > 0 ? ratchet_buf_append(&ctx->output, data, len) : 0;
+  size_t old = b->len;
+  b->len = 0;
+  int rc = len > 0 ? ratchet_buf_append(b, data, len) : 0;
   if (rc < 0)
-    ctx->output.len = old;
+    b->len = old;
   return rc;
+}
+
+int ratchet_task_set_output(ratchet_task_ctx *ctx, const void *data,
+                            size_t len) {
+  return buf_replace(&ctx->output, data, len);
 }
 
 int ratchet_task_set_stderr(ratchet_task_ctx *ctx, const void *data,
                             size_t len) {
-  if (data == NULL && len > 0)
-    return -EINVAL;
-  size_t old = ctx->err_output.len;
-  ctx->err_output.len = 0;
-  int rc = len > 0 ? ratchet_buf_append(&ctx->err_output, data, len) : 0;
-  if (rc < 0)
-    ctx->err_output.len = old;
-  return rc;
+  return buf_replace(&ctx->err_output, data, len);
 }
 
 int ratchet_task_set_output_files(ratchet_task_ctx *ctx,
