@@ -117,6 +117,7 @@ static int has_store(const char *dir) {
 }
 
 int cli_cmd_cache(int argc, char **argv) {
+  char pshow[CLI_SHOW_PATH_SIZE];
   char show[CLI_SHOW_SIZE];
   cli_opt_scan s;
   cli_err e = {{0}};
@@ -177,7 +178,7 @@ int cli_cmd_cache(int argc, char **argv) {
     dir = defdir;
   }
   if (!has_store(dir)) {
-    printf("no cache in %s\n", cli_show(dir, show));
+    printf("no cache in %s\n", cli_show_path(dir, pshow));
     return is_explain ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
   }
   ratchet_store_options so = RATCHET_STORE_OPTIONS_INIT;
@@ -191,7 +192,8 @@ int cli_cmd_cache(int argc, char **argv) {
     int drc = ratchet_store_destroy(dir);
     if (drc != 0)
       return fail_store(cmd, drc);
-    printf("removed the unreadable cache store in %s\n", cli_show(dir, show));
+    printf("removed the unreadable cache store in %s\n",
+           cli_show_path(dir, pshow));
     return CLI_EXIT_OK;
   }
   if (rc != 0)
@@ -205,10 +207,10 @@ int cli_cmd_cache(int argc, char **argv) {
            "bytes      %llu (limit %llu)\n"
            "names      %llu\n"
            "file       %llu bytes (map %llu)\n",
-           cli_show(ratchet_store_dir(st), show), (unsigned long long)x.entries,
-           (unsigned long long)x.bytes, (unsigned long long)x.max_bytes,
-           (unsigned long long)x.names, (unsigned long long)x.file_bytes,
-           (unsigned long long)x.map_size);
+           cli_show_path(ratchet_store_dir(st), pshow),
+           (unsigned long long)x.entries, (unsigned long long)x.bytes,
+           (unsigned long long)x.max_bytes, (unsigned long long)x.names,
+           (unsigned long long)x.file_bytes, (unsigned long long)x.map_size);
   } else if (strcmp(cmd, "gc") == 0) {
     ratchet_store_gc_result g;
     rc = ratchet_store_gc(st, ratchet_store_now_ms(), &g);

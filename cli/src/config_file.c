@@ -27,11 +27,11 @@ static char *trim(char *s) {
 }
 
 static int read_all(const char *path, char **out, size_t *len, cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    cli_err_set(e, "--config: cannot open '%s': %s", cli_show(path, show),
+    cli_err_set(e, "--config: cannot open '%s': %s", cli_show_path(path, pshow),
                 strerror(err));
     return -err;
   }
@@ -47,8 +47,8 @@ static int read_all(const char *path, char **out, size_t *len, cli_err *e) {
       continue;
     if (r < 0) {
       int err = errno;
-      cli_err_set(e, "--config: cannot read '%s': %s", cli_show(path, show),
-                  strerror(err));
+      cli_err_set(e, "--config: cannot read '%s': %s",
+                  cli_show_path(path, pshow), strerror(err));
       close(fd);
       ratchet_free(buf);
       return -err;
@@ -58,7 +58,7 @@ static int read_all(const char *path, char **out, size_t *len, cli_err *e) {
     n += (size_t)r;
     if (n > CONFIG_MAX) {
       cli_err_set(e, "--config: '%s' is larger than 1 MiB",
-                  cli_show(path, show));
+                  cli_show_path(path, pshow));
       close(fd);
       ratchet_free(buf);
       return -EFBIG;
@@ -72,7 +72,7 @@ static int read_all(const char *path, char **out, size_t *len, cli_err *e) {
 }
 
 int cli_config_read(const char *path, cli_config_fn fn, void *ctx, cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   char *buf = NULL;
   size_t len = 0;
   int rc = read_all(path, &buf, &len, e);
@@ -88,7 +88,7 @@ int cli_config_read(const char *path, cli_config_fn fn, void *ctx, cli_err *e) {
     size_t llen = (size_t)((nl != NULL ? nl : end) - p);
     if (memchr(p, '\0', llen) != NULL) {
       cli_err_set(e, "%s:%u: the line contains a NUL byte",
-                  cli_show(path, show), line);
+                  cli_show_path(path, pshow), line);
       rc = -EINVAL;
       break;
     }
@@ -106,7 +106,7 @@ int cli_config_read(const char *path, cli_config_fn fn, void *ctx, cli_err *e) {
       if (value[0] == '"') {
         if (vlen < 2 || value[vlen - 1] != '"') {
           cli_err_set(e, "%s:%u: unterminated quote in the value",
-                      cli_show(path, show), line);
+                      cli_show_path(path, pshow), line);
           rc = -EINVAL;
           break;
         }
@@ -118,14 +118,14 @@ int cli_config_read(const char *path, cli_config_fn fn, void *ctx, cli_err *e) {
     if (strncmp(name, "--", 2) == 0)
       name += 2;
     if (*name == '\0') {
-      cli_err_set(e, "%s:%u: expected 'option = value'", cli_show(path, show),
-                  line);
+      cli_err_set(e, "%s:%u: expected 'option = value'",
+                  cli_show_path(path, pshow), line);
       rc = -EINVAL;
       break;
     }
     rc = fn(ctx, name, value, line, e);
     if (rc != 0)
-      cli_err_prefix(e, "%s:%u", cli_show(path, show), line);
+      cli_err_prefix(e, "%s:%u", cli_show_path(path, pshow), line);
   }
   ratchet_free(buf);
   return rc;

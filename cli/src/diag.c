@@ -42,13 +42,10 @@ void cli_err_prefix(cli_err *e, const char *fmt, ...) {
   e->msg[n + 2 + ol] = '\0';
 }
 
-const char *cli_show(const char *s, char *buf) {
+/* Appends s[0..n) escaped at buf + o; returns the new offset. */
+static size_t show_bytes(const char *s, size_t n, char *buf, size_t o) {
   static const char hex[] = "0123456789abcdef";
-  const size_t shown_max = 64;
-  size_t o = 0, i = 0;
-  if (s == NULL)
-    s = "";
-  for (; s[i] != '\0' && i < shown_max; i++) {
+  for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '\n' || c == '\t' || c == '\r' || c == '\'' || c == '\\') {
       buf[o++] = '\\';
@@ -62,9 +59,35 @@ const char *cli_show(const char *s, char *buf) {
       buf[o++] = (char)c;
     }
   }
-  if (s[i] != '\0') {
+  return o;
+}
+
+const char *cli_show(const char *s, char *buf) {
+  const size_t shown_max = 64;
+  if (s == NULL)
+    s = "";
+  size_t n = strnlen(s, shown_max + 1);
+  size_t o = show_bytes(s, n > shown_max ? shown_max : n, buf, 0);
+  if (n > shown_max) {
     memcpy(buf + o, "...", 3);
     o += 3;
+  }
+  buf[o] = '\0';
+  return buf;
+}
+
+const char *cli_show_path(const char *path, char *buf) {
+  if (path == NULL)
+    path = "";
+  size_t n = strlen(path), o;
+  if (n <= CLI_SHOW_PATH_MAX) {
+    o = show_bytes(path, n, buf, 0);
+  } else {
+    const size_t head = CLI_SHOW_PATH_MAX / 3;
+    const size_t tail = CLI_SHOW_PATH_MAX - head;
+    o = show_bytes(path, head, buf, 0);
+    memcpy(buf + o, "...", 3);
+    o = show_bytes(path + n - tail, tail, buf, o + 3);
   }
   buf[o] = '\0';
   return buf;

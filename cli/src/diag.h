@@ -26,7 +26,7 @@ enum {
 
 /* One error message; empty until set. */
 typedef struct cli_err {
-  char msg[1024];
+  char msg[2048];
 } cli_err;
 
 /* Replaces the message, formatted as printf does (truncated to fit). */
@@ -40,5 +40,12 @@ void cli_err_prefix(cli_err *e, const char *fmt, ...) CLI_PRINTF(2, 3);
  * Writes into buf (at least CLI_SHOW_SIZE bytes) and returns it. */
 #define CLI_SHOW_SIZE 280
 const char *cli_show(const char *s, char *buf);
+
+/* The same for a path, which the user needs whole to find the file: up to
+ * CLI_SHOW_PATH_MAX bytes are shown; a longer one keeps its head and its
+ * tail (the file name) around "...". buf holds CLI_SHOW_PATH_SIZE bytes. */
+#define CLI_SHOW_PATH_MAX  384
+#define CLI_SHOW_PATH_SIZE (CLI_SHOW_PATH_MAX * 4 + 8)
+const char *cli_show_path(const char *path, char *buf);
 
 #endif

@@ -59,13 +59,13 @@ int cli_input_from_fd(int fd, bool own_fd, char sep, const char *name,
 
 int cli_input_from_file(const char *flag, const char *path, char sep,
                         cli_input **out, cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   if (strcmp(path, "-") == 0)
     return cli_input_from_fd(0, false, sep, "stdin", out);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    cli_err_set(e, "%s: cannot open '%s': %s", flag, cli_show(path, show),
+    cli_err_set(e, "%s: cannot open '%s': %s", flag, cli_show_path(path, pshow),
                 strerror(err));
     return -err;
   }

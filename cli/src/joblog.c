@@ -134,7 +134,7 @@ static int cut_partial_line(int fd) {
 
 int cli_joblog_open(const char *flag, const char *path, bool keep,
                     cli_joblog **out, cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   int flags = O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | (keep ? 0 : O_TRUNC);
   int fd = open(path, flags, 0644);
   int rc = 0;
@@ -161,7 +161,7 @@ int cli_joblog_open(const char *flag, const char *path, bool keep,
   *out = j;
   return 0;
 fail:
-  cli_err_set(e, "%s: cannot write '%s': %s", flag, cli_show(path, show),
+  cli_err_set(e, "%s: cannot write '%s': %s", flag, cli_show_path(path, pshow),
               strerror(-rc));
   if (fd >= 0)
     close(fd);
@@ -247,7 +247,7 @@ static void settle(cli_joblog_state *st) {
 
 int cli_joblog_read(const char *flag, const char *path, cli_joblog_state **out,
                     cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   cli_joblog_state *st = ratchet_calloc(1, sizeof *st);
   if (st == NULL)
     return -ENOMEM;
@@ -258,7 +258,7 @@ int cli_joblog_read(const char *flag, const char *path, cli_joblog_state **out,
       return 0;
     }
     int err = errno;
-    cli_err_set(e, "%s: cannot read '%s': %s", flag, cli_show(path, show),
+    cli_err_set(e, "%s: cannot read '%s': %s", flag, cli_show_path(path, pshow),
                 strerror(err));
     ratchet_free(st);
     return -err;
@@ -292,7 +292,7 @@ int cli_joblog_read(const char *flag, const char *path, cli_joblog_state **out,
         parse_int_field(f[6], &exitval) != 0 ||
         parse_int_field(f[7], &sig) != 0) {
       cli_err_set(e, "%s: %s:%llu: not a job log line", flag,
-                  cli_show(path, show), (unsigned long long)line);
+                  cli_show_path(path, pshow), (unsigned long long)line);
       rc = -EINVAL;
       break;
     }
@@ -305,7 +305,7 @@ int cli_joblog_read(const char *flag, const char *path, cli_joblog_state **out,
   cli_input_free(in);
   if (rc < 0) {
     if (rc == -EINVAL && e != NULL && e->msg[0] == '\0')
-      cli_err_set(e, "%s: cannot read '%s'", flag, cli_show(path, show));
+      cli_err_set(e, "%s: cannot read '%s'", flag, cli_show_path(path, pshow));
     cli_joblog_state_free(st);
     return rc;
   }

@@ -22,11 +22,11 @@ struct cli_plugin {
 
 int cli_plugin_load(const char *path, ratchet_worker *w, cli_plugin **out,
                     cli_err *e) {
-  char show[CLI_SHOW_SIZE];
+  char pshow[CLI_SHOW_PATH_SIZE];
   struct stat st;
   if (stat(path, &st) != 0) {
     int err = errno;
-    cli_err_set(e, "--plugin: cannot load '%s': %s", cli_show(path, show),
+    cli_err_set(e, "--plugin: cannot load '%s': %s", cli_show_path(path, pshow),
                 strerror(err));
     return -err;
   }
@@ -42,7 +42,7 @@ int cli_plugin_load(const char *path, ratchet_worker *w, cli_plugin **out,
   void *h = dlopen(p, RTLD_NOW | RTLD_LOCAL);
   if (h == NULL) {
     const char *why = dlerror();
-    cli_err_set(e, "--plugin: cannot load '%s': %s", cli_show(path, show),
+    cli_err_set(e, "--plugin: cannot load '%s': %s", cli_show_path(path, pshow),
                 why != NULL ? why : "unknown error");
     return -EINVAL;
   }
@@ -51,7 +51,7 @@ int cli_plugin_load(const char *path, ratchet_worker *w, cli_plugin **out,
     cli_err_set(e,
                 "--plugin: '%s' is not a ratchet plugin: it has no '%s' "
                 "symbol (see ratchet/plugin.h)",
-                cli_show(path, show), RATCHET_PLUGIN_SYMBOL);
+                cli_show_path(path, pshow), RATCHET_PLUGIN_SYMBOL);
     dlclose(h);
     return -EINVAL;
   }
@@ -60,13 +60,14 @@ int cli_plugin_load(const char *path, ratchet_worker *w, cli_plugin **out,
                 "--plugin: '%s' was built for plugin ABI %u, this ratchet "
                 "speaks ABI %u: rebuild it against this ratchet's "
                 "<ratchet/plugin.h>",
-                cli_show(path, show), d->abi_version,
+                cli_show_path(path, pshow), d->abi_version,
                 RATCHET_PLUGIN_ABI_VERSION);
     dlclose(h);
     return -EINVAL;
   }
   if (d->init == NULL) {
-    cli_err_set(e, "--plugin: '%s' has no init function", cli_show(path, show));
+    cli_err_set(e, "--plugin: '%s' has no init function",
+                cli_show_path(path, pshow));
     dlclose(h);
     return -EINVAL;
   }
@@ -78,7 +79,7 @@ int cli_plugin_load(const char *path, ratchet_worker *w, cli_plugin **out,
   int rc = d->init(w, &pl->state);
   if (rc != 0) {
     cli_err_set(e, "--plugin: '%s' (%s) refused to load: %s",
-                cli_show(path, show), d->name != NULL ? d->name : "?",
+                cli_show_path(path, pshow), d->name != NULL ? d->name : "?",
                 ratchet_strerror(rc));
     ratchet_free(pl);
     dlclose(h);

@@ -8,6 +8,7 @@
 
 #include "backoff_opts.h"
 #include "breaker_spec.h"
+#include "diag.h"
 #include "duration.h"
 #include "halt.h"
 #include "testutil.h"
@@ -72,6 +73,27 @@ static void duration_message_escapes(void **state) {
   assert_null(strchr(e.msg, '\n'));
   assert_null(strchr(e.msg, '\x1b'));
   assert_msg_has(e.msg, "'1\\n\\x1b[2J'");
+}
+
+/* Values are cut at 64 bytes; paths are shown whole up to 384 bytes (a
+ * user needs them to find the file), and past that keep their tail. */
+static void shown_values_and_paths(void **state) {
+  (void)state;
+  char show[CLI_SHOW_SIZE], pshow[CLI_SHOW_PATH_SIZE], long_s[1200];
+  memset(long_s, 'a', sizeof long_s - 1);
+  long_s[sizeof long_s - 1] = '\0';
+  const char *shown = cli_show(long_s, show);
+  assert_int_equal(strlen(shown), 64 + 3);
+  assert_string_equal(shown + 64, "...");
+  const char *path = "/check/work/main/build-asan/tests/cli/"
+                     "ratchet-test-plugin-abi99.so";
+  assert_string_equal(cli_show_path(path, pshow), path);
+  memcpy(long_s + sizeof long_s - 9, "/file.so", 9);
+  shown = cli_show_path(long_s, pshow);
+  assert_int_equal(strlen(shown), CLI_SHOW_PATH_MAX + 3);
+  assert_non_null(strstr(shown, "..."));
+  assert_string_equal(shown + strlen(shown) - 8, "/file.so");
+  assert_string_equal(cli_show_path("a\nb'c", pshow), "a\\nb\\'c");
 }
 
 static void duration_format(void **state) {
@@ -326,6 +348,7 @@ int test_parse(void) {
       cmocka_unit_test(duration_ok),
       cmocka_unit_test(duration_bad),
       cmocka_unit_test(duration_message_escapes),
+      cmocka_unit_test(shown_values_and_paths),
       cmocka_unit_test(duration_format),
       cmocka_unit_test(size_ok_and_bad),
       cmocka_unit_test(uint_and_percent),
