@@ -1,12 +1,19 @@
 /*
  * runner.c - the group runner and child dispatcher behind each suite's
- * main(), and tu_self_path().
+ * main(), and tu_self_path(). RATCHET_TEST_FILTER narrows the tests run.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "testsupport.h"
 
@@ -24,6 +31,11 @@ int tu_main(const char *prog, const tu_group *groups, size_t ngroups,
   int failed = 0, ran = 0;
   if (nchildren > 0 && argc > 2 && strcmp(argv[1], "--child") == 0)
     return run_child(children, nchildren, argv[2], argc - 3, argv + 3);
+  /* RATCHET_TEST_FILTER=test_name (cmocka's glob) runs only the matching
+   * tests of the chosen groups: for chasing one flaky test. */
+  const char *filter = getenv("RATCHET_TEST_FILTER");
+  if (filter != NULL && *filter != '\0')
+    cmocka_set_test_filter(filter);
   for (size_t i = 0; i < ngroups; i++) {
     int wanted = argc < 2;
     for (int a = 1; a < argc; a++)

@@ -1227,14 +1227,6 @@ static void test_pin_affinity(void **state) {
     assert_int_equal(must_result(t, a[i])->worker, worker_a);
     assert_int_equal(output_pid(t, b[i]), pid_b);
   }
-  /* Under valgrind one CI run hung in the part below (tasks bound by
-   * affinity to a SIGKILLed worker were never dispatched again; it passes
-   * in every other build and in earlier valgrind runs). Until that is
-   * understood (see the closing note of issue 6), valgrind stops here. */
-  if (ot_under_valgrind()) {
-    ot_close(t);
-    return;
-  }
   /* Tasks waiting for a bound worker that dies are not stranded: the one
    * it was running is dispatched again (at least once), and the key binds
    * anew wherever that lands; the others follow it there. */
@@ -1282,6 +1274,39 @@ static void test_pin_affinity(void **state) {
   assert_int_not_equal(pid_a2, pid_a);
   for (int i = 1; i < N; i++)
     assert_int_equal(output_pid(t, a[i]), pid_a2);
+  ot_close(t);
+}
+
+/* A task whose affinity binding appears while it sits in the FIFO moves to
+ * its worker's wait list during a dispatch pass; if that worker is idle it
+ * must run now, not when some other task ends. Here the only other task
+ * sleeps 20 s: the bound task must end long before it. (A CI run under
+ * valgrind once hung on this: the FIFO pass moved the task after the
+ * pinned pass had looked, and nothing woke the idle worker again.) */
+static void test_affinity_wakes_idle_worker(void **state) {
+  (void)state;
+  ot_options oo = OT_OPTIONS_INIT;
+  oo.size = 2;
+  ot *t = ot_new(&oo, NULL);
+  ratchet_task_spec sl = ot_spec(t, "sleep", "20000");
+  uint64_t sleeper = ot_submit(t, &sl);
+  ot_run_until(t, ot_p_event, OT_EV_ARG(RATCHET_EV_TASK_LOG, sleeper));
+  /* One worker left. Both bound tasks are queued before either runs: the
+   * first takes the free worker and binds the key to it, the second stays
+   * in the FIFO (no room anywhere) until the first ends. */
+  ratchet_task_spec s = ot_spec(t, "pid", "");
+  s.affinity_key = "k";
+  s.affinity_len = 1;
+  uint64_t first = ot_submit(t, &s);
+  uint64_t second = ot_submit(t, &s);
+  ot_run_until(t, ot_p_task_done, second);
+  expect_status(t, first, RATCHET_STATUS_OK);
+  expect_status(t, second, RATCHET_STATUS_OK);
+  assert_int_equal(must_result(t, second)->worker,
+                   must_result(t, first)->worker);
+  assert_null(ot_result(t, sleeper)); /* still sleeping: nothing else woke */
+  assert_int_equal(ratchet_orch_cancel(t->o, sleeper), 0);
+  ot_run_until(t, ot_p_task_done, sleeper);
   ot_close(t);
 }
 
@@ -2848,6 +2873,7 @@ int test_orch(void) {
       cmocka_unit_test(test_cancel),
       cmocka_unit_test(test_priority),
       cmocka_unit_test(test_pin_affinity),
+      cmocka_unit_test(test_affinity_wakes_idle_worker),
       cmocka_unit_test(test_produces),
       cmocka_unit_test(test_produces_dropped_counted),
       cmocka_unit_test(test_shutdown),
