@@ -308,6 +308,37 @@ static void cloexec_env(ratchet_store *s, const char *data, const char *lock) {
 }
 
 /* Opens the environment in s->dir: everything but the registry. */
+/* Whether data.mdb is the start of a creation killed half-way: shorter
+ * than LMDB's two meta pages, and empty or the head of a first meta page
+ * (page number 0, LMDB's magic at byte 16 once that far). Such a file
+ * holds no committed data and is made again; anything else that short is
+ * some other file and is refused as damaged, never deleted. */
+static bool half_created(const char *data) {
+  struct stat sb;
+  long page = sysconf(_SC_PAGESIZE);
+  if (stat(data, &sb) != 0 || page <= 0 || sb.st_size >= 2 * page)
+    return false;
+  if (sb.st_size == 0)
+    return true;
+  unsigned char head[20];
+  size_t want = sb.st_size < 20 ? (size_t)sb.st_size : sizeof head;
+  int fd = open(data, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t n = pread(fd, head, want, 0);
+  close(fd);
+  if (n < 0 || (size_t)n != want)
+    return false;
+  static const unsigned char zero[8];
+  if (memcmp(head, zero, want < 8 ? want : 8) != 0)
+    return false;
+  if (want < sizeof head)
+    return true;
+  uint32_t magic = (uint32_t)head[16] | (uint32_t)head[17] << 8 |
+                   (uint32_t)head[18] << 16 | (uint32_t)head[19] << 24;
+  return magic == 0xBEEFC0DEu;
+}
+
 static int open_env(ratchet_store *s, const ratchet_store_options *o) {
   struct stat sb;
   char *data = path_join(s->dir, "data.mdb");
@@ -332,8 +363,7 @@ static int open_env(ratchet_store *s, const ratchet_store_options *o) {
   if ((rc = env_create(s, map, o->max_readers)) != 0)
     goto out;
   rc = mdb_env_open(s->env, s->dir, flags, 0600);
-  if (rc == MDB_INVALID && stat(data, &sb) == 0 &&
-      sb.st_size < 2 * sysconf(_SC_PAGESIZE)) {
+  if (rc == MDB_INVALID && half_created(data)) {
     /* Shorter than LMDB's two meta pages: a creation killed half-way,
      * which cannot hold any committed data. Start it again. */
     mdb_env_close(s->env);

@@ -759,6 +759,14 @@ static void test_garbage_and_truncated(void **state) {
   assert_null(s);
   assert_contains(ratchet_store_last_error(), "not an LMDB file");
   assert_contains(ratchet_store_last_error(), f.dir);
+  /* A short file that is not the start of an LMDB file is somebody
+   * else's: refused, and left where it is. */
+  write_file(path, junk, 100);
+  assert_int_equal(ratchet_store_open(&o, &s), RATCHET_ECACHE_CORRUPT);
+  assert_contains(ratchet_store_last_error(), "not an LMDB file");
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  assert_int_equal(sb.st_size, 100);
   free(junk);
   assert_int_equal(ratchet_store_destroy(f.dir), 0);
 
