@@ -724,10 +724,6 @@ int test_metrics(void) {
       cmocka_unit_test(test_parse_listen),
       cmocka_unit_test(test_http),
   };
-  /* RATCHET_METRICS_TEST=test_http runs one test (a cmocka pattern). */
-  const char *only = getenv("RATCHET_METRICS_TEST");
-  if (only != NULL)
-    cmocka_set_test_filter(only);
   return cmocka_run_group_tests_name("metrics", tests, tu_uv_signal_setup,
                                      NULL);
 }
