@@ -209,6 +209,10 @@ static void maybe_room(ratchet_orch *o) {
 
 void ratchet__orch_kick_cb(uv_idle_t *h) {
   ratchet_orch *o = h->data;
+  /* A kick asked for from here on (a callback that submits, a task moved
+   * between lists) keeps the idle handle running for one more pass
+   * instead of being swallowed by this one. */
+  o->kick_active = false;
   /* Outcomes decided inside API calls. */
   while (o->finishing.head != NULL) {
     task *t = o->finishing.head;
@@ -228,9 +232,10 @@ void ratchet__orch_kick_cb(uv_idle_t *h) {
     o->drain_cb = NULL;
     cb(o, o->drain_arg);
   }
-  if (o->finishing.head == NULL) {
+  if (o->kick_active || o->finishing.head != NULL) {
+    o->kick_active = true; /* stays started: another pass next iteration */
+  } else {
     uv_idle_stop(&o->kick);
-    o->kick_active = false;
   }
 }
 
