@@ -23,6 +23,7 @@
 #include "cmds.h"
 #include "diag.h"
 #include "exec.h"
+#include "janitor.h"
 #include "opt.h"
 #include "plugin_load.h"
 #include "ratchet/alloc.h"
@@ -308,6 +309,14 @@ int cli_cmd_worker(int argc, char **argv) {
     ratchet_free(plugins);
     return CLI_EXIT_USAGE;
   }
+
+  /* Marks what our commands start as this worker's (janitor.h). */
+  int mrc = cli_janitor_mark_worker();
+  if (mrc != 0)
+    fprintf(stderr,
+            "ratchet worker: cannot mark its commands (%s): what they leave "
+            "behind if this worker is killed is only ended with the run\n",
+            strerror(-mrc));
 
   static uint32_t grace = CLI_EXEC_DEFAULT_GRACE_MS;
   ratchet_worker_options o = RATCHET_WORKER_OPTIONS_INIT;

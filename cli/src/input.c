@@ -28,6 +28,8 @@ struct cli_input {
   char *buf;
   size_t cap, start, end;
   bool eof;
+  bool paced;    /* read() only with a credit from cli_input_readable */
+  bool may_read; /* that credit */
   /* list source */
   char *const *items;
   size_t nitems;
@@ -87,8 +89,12 @@ int cli_input_from_list(char *const *items, size_t n, cli_input **out) {
   return 0;
 }
 
-/* Reads more bytes after in->end, growing or compacting first. */
+/* Reads more bytes after in->end, growing or compacting first; -EAGAIN
+ * when paced and out of reads. */
 static int fill(cli_input *in, cli_err *e) {
+  if (in->paced && !in->may_read)
+    return -EAGAIN;
+  in->may_read = false;
   if (in->start > 0) {
     memmove(in->buf, in->buf + in->start, in->end - in->start);
     in->end -= in->start;
@@ -118,6 +124,8 @@ static int fill(cli_input *in, cli_err *e) {
     }
     if (errno == EINTR)
       continue;
+    if (in->paced && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return -EAGAIN; /* someone made it non-blocking: wait for more */
     int err = errno;
     cli_err_set(e, "cannot read %s: %s", in->name, strerror(err));
     return -err;
@@ -173,6 +181,19 @@ int cli_input_next(cli_input *in, const char **rec, size_t *len, cli_err *e) {
       return rc;
     scanned = in->start + pending;
   }
+}
+
+int cli_input_fd(const cli_input *in) {
+  return in->is_list ? -1 : in->fd;
+}
+
+void cli_input_set_paced(cli_input *in) {
+  if (!in->is_list)
+    in->paced = true;
+}
+
+void cli_input_readable(cli_input *in) {
+  in->may_read = true;
 }
 
 bool cli_input_unterminated(const cli_input *in) {

@@ -35,6 +35,12 @@
  * run` returns. It sweeps once more at EOF, which costs a few
  * milliseconds.
  *
+ * A worker that dies during the run leaves its command's children behind
+ * while the task is retried elsewhere. Each worker therefore appends a
+ * token "<run id>+<its pid>" to the marker its commands inherit, and
+ * ratchet, seeing the worker exit, makes one sweep for that token from
+ * its own process (cli_janitor_sweep_worker).
+ *
  * Limits: a process that removes the marker from its environment and
  * then execs, or that runs as another user, escapes; only a cgroup would
  * hold every descendant for sure.
@@ -427,6 +433,51 @@ int cli_janitor_start(cli_janitor *j) {
   j->ack_fd = ack[0];
   memcpy(j->id, id, sizeof id);
   return 0;
+}
+
+/* The worker token of worker pid in run id, "<id>+<pid>". */
+static void worker_token(char *buf, size_t size, const char *id, long pid) {
+  snprintf(buf, size, "%s+%ld", id, pid);
+}
+
+int cli_janitor_mark_worker(void) {
+  const char *v = getenv(CLI_JANITOR_ENV);
+  if (v == NULL || *v == '\0')
+    return 0;
+  /* The innermost run: the last token that is not a worker's. */
+  const char *end = v + strlen(v), *id = NULL;
+  size_t id_len = 0;
+  for (const char *p = v; p < end;) {
+    const char *q = memchr(p, ':', (size_t)(end - p));
+    size_t n = q != NULL ? (size_t)(q - p) : (size_t)(end - p);
+    if (n > 0 && n < CLI_JANITOR_ID_MAX && memchr(p, '+', n) == NULL) {
+      id = p;
+      id_len = n;
+    }
+    p += n + 1;
+  }
+  if (id == NULL)
+    return 0;
+  char run_id[CLI_JANITOR_ID_MAX], tok[CLI_JANITOR_ID_MAX + 24];
+  memcpy(run_id, id, id_len);
+  run_id[id_len] = '\0';
+  worker_token(tok, sizeof tok, run_id, (long)getpid());
+  size_t len = strlen(v) + 1 + strlen(tok) + 1;
+  char *value = ratchet_malloc(len);
+  if (value == NULL)
+    return -ENOMEM;
+  snprintf(value, len, "%s:%s", v, tok);
+  int rc = setenv(CLI_JANITOR_ENV, value, 1) == 0 ? 0 : -errno;
+  ratchet_free(value);
+  return rc;
+}
+
+unsigned cli_janitor_sweep_worker(const char *id, pid_t worker) {
+  if (id == NULL || *id == '\0' || worker <= 0)
+    return 0;
+  char tok[CLI_JANITOR_ID_MAX + 24];
+  worker_token(tok, sizeof tok, id, (long)worker);
+  return sweep(tok, 0);
 }
 
 /* Writes the byte without dying of SIGPIPE if the janitor is gone: the

@@ -55,6 +55,24 @@ int cli_janitor_start(cli_janitor *j);
 void cli_janitor_finish(cli_janitor *j);
 
 /*
+ * For `ratchet worker`, once at start: when it runs under a run (the marker
+ * is set), appends a token "<run id>+<own pid>" to the marker in its
+ * environment (the run id being the marker's last token without a '+'),
+ * so that every command it starts, and all they start, can be told apart
+ * from the other workers' when it dies. 0, or a negated errno (the
+ * marker is then left as it was). Nothing to do without a marker: 0.
+ */
+int cli_janitor_mark_worker(void);
+
+/*
+ * For `ratchet run`, when worker pid of run id has died: SIGKILLs every
+ * process of our user that carries its token - what its commands left
+ * behind, which would otherwise run on beside the task's retry until the
+ * run ends. One pass over /proc; returns how many were killed.
+ */
+unsigned cli_janitor_sweep_worker(const char *id, pid_t worker);
+
+/*
  * True if the environment block env (NUL-separated "NAME=value" entries,
  * as /proc/PID/environ holds it; len bytes) marks the process as part of
  * run id. Exposed for tests.

@@ -30,6 +30,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -97,12 +98,15 @@ typedef struct run {
   ratchet_key_builder *kb;
   cli_job_env env;
   cli_input *in;
+  uv_poll_t in_poll; /* a pipe or terminal input: read when readable */
+  bool in_poll_init, in_poll_active;
   cli_joblog_state *resume;
   cli_joblog *jl;
   cli_out *out;
   cli_progress *prog;
   cli_progress_counts counts;
   cli_signals *sigs;
+  const cli_janitor *jan; /* NULL if it did not start */
   uv_timer_t kick, grace;
   bool timers_init;
   ratchet_metrics *metrics; /* --metrics-file, --metrics-listen */
@@ -443,8 +447,9 @@ static void on_done(ratchet_orch *orch, const ratchet_orch_result *res,
 
 /* ---- feeding ---------------------------------------------------------- */
 
-/* Reads the next input to run into *out: 1 and a task, 0 at the end, a
- * negated errno (message set). */
+/* Reads the next input to run into *out: 1 and a task, 0 at the end, 2
+ * when a paced input has nothing readable yet, a negated errno (message
+ * set). */
 static int next_task(run *r, run_task **out) {
   const cli_run_options *o = r->o;
   cli_err e = {{0}};
@@ -454,6 +459,8 @@ static int next_task(run *r, run_task **out) {
     int rc = cli_input_next(r->in, &rec, &len, &e);
     if (rc == 0)
       return 0;
+    if (rc == -EAGAIN)
+      return 2; /* nothing readable yet: wait_input */
     if (rc < 0) {
       set_fatal(r, "%s", e.msg);
       return rc;
@@ -499,6 +506,39 @@ static int submit(run *r, run_task *t) {
   return rc;
 }
 
+static void feed(run *r);
+
+static void on_input_readable(uv_poll_t *h, int status, int events) {
+  (void)status, (void)events; /* an error or a hang-up: read() tells */
+  run *r = h->data;
+  uv_poll_stop(h);
+  r->in_poll_active = false;
+  cli_input_readable(r->in);
+  feed(r);
+}
+
+/* Waits for the paced input to become readable (feed() runs then): true;
+ * false if it cannot be watched, with one read allowed - a blocking one. */
+static bool wait_input(run *r) {
+  if (r->in_poll_active)
+    return true;
+  if (r->in_poll_init && uv_poll_start(&r->in_poll, UV_READABLE | UV_DISCONNECT,
+                                       on_input_readable) == 0) {
+    r->in_poll_active = true;
+    return true;
+  }
+  cli_input_readable(r->in);
+  return false;
+}
+
+static void stop_input(run *r) {
+  if (!r->in_poll_init)
+    return;
+  uv_poll_stop(&r->in_poll);
+  uv_close((uv_handle_t *)&r->in_poll, NULL);
+  r->in_poll_init = r->in_poll_active = false;
+}
+
 static void feed(run *r) {
   const cli_run_options *o = r->o;
   while (!r->stopping && !r->closing) {
@@ -512,8 +552,14 @@ static void feed(run *r) {
       if (r->input_done)
         break;
       int rc = next_task(r, &t);
+      if (rc == 2) {
+        if (wait_input(r))
+          break;
+        continue;
+      }
       if (rc <= 0) {
         r->input_done = true;
+        stop_input(r);
         r->counts.total = r->next_order;
         break;
       }
@@ -555,6 +601,7 @@ static void on_orch_closed(void *data) {
   uv_timer_stop(&r->grace);
   uv_close((uv_handle_t *)&r->kick, on_handle_closed);
   uv_close((uv_handle_t *)&r->grace, on_handle_closed);
+  stop_input(r);
   if (r->metrics_timer_init) {
     uv_timer_stop(&r->metrics_timer);
     uv_close((uv_handle_t *)&r->metrics_timer, on_handle_closed);
@@ -649,6 +696,21 @@ static void on_event(void *ctx, const ratchet_event *ev) {
                 first_time(r, ev->message) ? CLI_LOG_WARN : CLI_LOG_DEBUG, &lf,
                 "worker %d: %s", (int)ev->worker, ev->message);
     return;
+  case RATCHET_EV_WORKER_EXITED:
+    /* Its commands died with it (parent-death signal); what they started
+     * would run on beside the retry: end it now (janitor.h). */
+    if (r->jan != NULL && ev->pid > 0) {
+      unsigned n = cli_janitor_sweep_worker(r->jan->id, (pid_t)ev->pid);
+      if (n > 0) {
+        lf.worker = ev->worker;
+        lf.event = "orphans_killed";
+        cli_log_msg(&r->log, CLI_LOG_INFO, &lf,
+                    "worker %d (pid %d) ended: killed %u process%s its "
+                    "tasks had left",
+                    (int)ev->worker, ev->pid, n, n == 1 ? "" : "es");
+      }
+    }
+    break;
   case RATCHET_EV_POOL_FAILED:
     r->fatal_pool = true;
     set_fatal(r, "the workers cannot run: %s", ev->message);
@@ -855,6 +917,31 @@ static int open_cache(run *r) {
   return ratchet_key_builder_new(&r->kb);
 }
 
+/* A pipe, terminal or socket is read only when the loop has seen it
+ * readable, so a slow producer (tail -f | ratchet run ...) never stalls
+ * the run: output, timeouts and signals go on while it waits. libuv makes
+ * a watched descriptor non-blocking; stdin's open file description is
+ * shared with the shell and the producer, so the flag is put back at once
+ * (one read per readiness does not block). Files and /dev/null, which
+ * cannot be watched, are read as before. */
+static void pace_input(run *r) {
+  int fd = cli_input_fd(r->in);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 ||
+      !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)))
+    return;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || uv_poll_init(&r->loop, &r->in_poll, fd) != 0) {
+    if (flags >= 0)
+      (void)fcntl(fd, F_SETFL, flags);
+    return;
+  }
+  (void)fcntl(fd, F_SETFL, flags);
+  r->in_poll.data = r;
+  r->in_poll_init = true;
+  cli_input_set_paced(r->in);
+}
+
 static int open_input(run *r) {
   const cli_run_options *o = r->o;
   const char sep = o->null_sep ? '\0' : '\n';
@@ -870,6 +957,7 @@ static int open_input(run *r) {
     set_fatal(r, "%s", e.msg[0] ? e.msg : "out of memory");
     return rc;
   }
+  pace_input(r);
   if (o->resume || o->resume_failed) {
     if ((rc = cli_joblog_read("--joblog", o->joblog, &r->resume, &e)) != 0) {
       set_fatal(r, "%s", e.msg);
@@ -919,6 +1007,7 @@ static int start_orch(run *r) {
              RATCHET_EV_BIT(RATCHET_EV_LOST) |
              RATCHET_EV_BIT(RATCHET_EV_RETRY) |
              RATCHET_EV_BIT(RATCHET_EV_WORKER_STDERR) |
+             RATCHET_EV_BIT(RATCHET_EV_WORKER_EXITED) |
              RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED) | cli_run_log_types();
   /* Every task's attempts are logged at debug only: unless asked for,
    * the orchestrator need not even build those events. */
@@ -1077,7 +1166,9 @@ int cli_run_execute(const cli_run_options *o, const char *argv0) {
   }
   /* Before the first worker and the first thread (janitor.h). */
   cli_janitor jan;
-  if ((rc = cli_janitor_start(&jan)) != 0)
+  if ((rc = cli_janitor_start(&jan)) == 0)
+    r->jan = &jan;
+  else
     cli_log_msg(&r->log, CLI_LOG_WARN, NULL,
                 "no janitor (%s): processes that tasks leave behind may "
                 "survive the run",

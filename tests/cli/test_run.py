@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import random
+import re
+import select
 import shutil
 import signal
 import subprocess
@@ -88,6 +90,20 @@ def wait_gone(pids, pgids, marker, timeout=10.0):
     return left
 
 
+def read_until(f, token, timeout=60.0):
+    """Bytes read from unbuffered pipe f until they hold token, or what
+    came within timeout (the caller's assertion then shows it)."""
+    got = b""
+    end = time.monotonic() + timeout
+    while token not in got and time.monotonic() < end:
+        if select.select([f], [], [], 0.5)[0]:
+            chunk = os.read(f.fileno(), 65536)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
 def wait_for(cond, timeout=10.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -149,6 +165,33 @@ class Inputs(Base):
         self.assertEqual(r.stdout.decode().splitlines(),
                          ["<%s>" % n for n in nasty])
         self.assertFalse(os.path.exists(marker))
+
+    def test_slow_stdin_does_not_stall_the_run(self):
+        # A producer that writes one line and then waits (tail -f, a
+        # queue): the line's task runs and its output is printed while
+        # stdin is still open; a timeout is enforced meanwhile too. The
+        # next line is only written once the previous output was seen.
+        p = subprocess.Popen([ARGS.ratchet, "run", "--timeout", "300ms",
+                              "sh", "-c", 'echo "got $0"; [ "$0" != slow ] '
+                              '|| sleep 30'],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, bufsize=0)
+        try:
+            p.stdin.write(b"first\n")
+            self.assertEqual(read_until(p.stdout, b"\n"), b"got first\n")
+            p.stdin.write(b"slow\n")
+            self.assertEqual(read_until(p.stdout, b"\n"), b"got slow\n")
+            # Its timeout ends it while stdin stays open: the failure is
+            # reported now, not when the input ends.
+            err = read_until(p.stderr, b"timed out")
+            self.assertIn(b"timed out", err)
+            out, rest = p.communicate(input=b"last\n", timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(out, b"got last\n")
+        self.assertEqual(p.returncode, 1, err + rest)
 
     def test_null_separated_inputs_with_newlines(self):
         r = ratchet("run", "-k", "-0", "printf", "[%s]", stdin=b"a\nb\0c d\0")
@@ -759,8 +802,11 @@ class Janitor(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         ids = r.stdout.decode().split()
         self.assertEqual(len(ids), 2)
-        self.assertEqual(ids[0], ids[1])
-        self.assertRegex(ids[0], r"^\d+\.[0-9a-f]{16}$")
+        self.assertEqual(ids[0].split(":")[0], ids[1].split(":")[0])
+        # The run's id, then the token of the worker that ran it.
+        run_id, worker = ids[0].split(":")
+        self.assertRegex(run_id, r"^\d+\.[0-9a-f]{16}$")
+        self.assertRegex(worker, r"^%s\+\d+$" % re.escape(run_id))
 
     def test_janitor_is_detached_and_holds_nothing(self):
         t = self.token()
@@ -839,6 +885,36 @@ class Janitor(Base):
         self.assertEqual(with_token(t), [])
         self.assertEqual(marked(run_id), [])
 
+    def test_orphans_of_a_killed_worker_end_at_once(self):
+        # What a killed worker's task started must not run on beside the
+        # task's retry until the run ends: it is ended when the worker's
+        # exit is seen. The other worker's task is left alone.
+        t = self.token()
+        p = self.start_run("sleep %s$1 & setsid sleep %s$1 >/dev/null 2>&1 "
+                           "& sleep %s$1; wait" % (t, t, t), ["1", "2"],
+                           "-j2", "--retries", "2")
+        run_id = self.run_id_of(p)
+        self.wait_sleeps(t, 6)
+        table = proc_table()
+        shell = [pid for pid, (_, _, c) in table.items()
+                 if c.startswith("sh -c") and t in c and
+                 c.strip().endswith(" _ 1")]
+        self.assertEqual(len(shell), 1, table)
+        worker = table[shell[0]][0]
+        first = [pid for pid, c in with_token(t)
+                 if c.strip() == "sleep %s1" % t]
+        second = [pid for pid, c in with_token(t)
+                  if c.strip() == "sleep %s2" % t]
+        self.assertEqual((len(first), len(second)), (3, 3))
+        os.kill(worker, signal.SIGKILL)
+        self.assertTrue(wait_for(lambda: not any(alive(x) for x in first),
+                                 20), [x for x in first if alive(x)])
+        self.assertIsNone(p.poll())  # the run goes on
+        self.assertTrue(all(alive(x) for x in second))
+        p.kill()
+        p.wait()
+        self.assert_all_gone(run_id, [t])
+
     def test_normal_exit_kills_what_tasks_left(self):
         t = self.token()
         r = ratchet("run", "-j2", "sh", "-c",
@@ -879,8 +955,14 @@ class Janitor(Base):
         ids = [(environ_of(pid) or {}).get(RUN_ID, "")
                for pid, c in with_token(t) if c.startswith("sleep ")]
         self.assertGreaterEqual(len(ids), 3)
-        self.assertTrue(all(i.split(":")[0] == run_id and i.count(":") == 1
-                            for i in ids), ids)
+        # Each run adds its id, and each worker its own token after it.
+        def shape(i):
+            tok = i.split(":")
+            return (len(tok) == 4 and tok[0] == run_id and
+                    re.match(r"^%s\+\d+$" % re.escape(run_id), tok[1]) and
+                    tok[2] != run_id and
+                    re.match(r"^%s\+\d+$" % re.escape(tok[2]), tok[3]))
+        self.assertTrue(all(shape(i) for i in ids), ids)
         p.kill()
         p.wait()
         self.assert_all_gone(run_id, [t])
