@@ -285,6 +285,14 @@ void *ratchet__idmap_del(ratchet__idmap *m, uint64_t key) {
   return val;
 }
 
+void ratchet__idmap_foreach(const ratchet__idmap *m,
+                            void (*fn)(void *ctx, uint64_t key, void *val),
+                            void *ctx) {
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->keys[i] != 0)
+      fn(ctx, m->keys[i], m->vals[i]);
+}
+
 /* ---- String map ------------------------------------------------------- */
 
 typedef struct strmap_entry {

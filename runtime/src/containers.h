@@ -56,6 +56,10 @@ int ratchet__idmap_put(ratchet__idmap *m, uint64_t key, void *val);
 void *ratchet__idmap_get(const ratchet__idmap *m, uint64_t key);
 /* Removes key and returns its value, or NULL. Never allocates. */
 void *ratchet__idmap_del(ratchet__idmap *m, uint64_t key);
+/* Calls fn on every entry, in no order; fn must not change the map. */
+void ratchet__idmap_foreach(const ratchet__idmap *m,
+                            void (*fn)(void *ctx, uint64_t key, void *val),
+                            void *ctx);
 
 /* ---- String map: byte-string key (copied) -> pointer. ---- */
 typedef struct ratchet__strmap ratchet__strmap;

@@ -104,21 +104,13 @@ static void drop(void *ctx, uint64_t id, void *val) {
     ratchet_sync_result_free(val);
 }
 
-/* Every entry of the map (its layout is containers.h's). */
-static void idmap_foreach(ratchet__idmap *m,
-                          void (*fn)(void *, uint64_t, void *), void *ctx) {
-  for (size_t i = 0; i < m->cap; i++)
-    if (m->keys[i] != 0)
-      fn(ctx, m->keys[i], m->vals[i]);
-}
-
 static void destroy(ratchet_sync *s) {
   if (s->orch != NULL) {
     ratchet_orch_close(s->orch, closed_cb);
     while (!s->closed)
       uv_run(&s->loop, UV_RUN_ONCE);
   }
-  idmap_foreach(&s->results, drop, NULL);
+  ratchet__idmap_foreach(&s->results, drop, NULL);
   ratchet__idmap_free(&s->results);
   uv_run(&s->loop, UV_RUN_NOWAIT);
   (void)uv_loop_close(&s->loop);

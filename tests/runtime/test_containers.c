@@ -353,6 +353,40 @@ static void test_idmap_edges(void **state) {
   ratchet__idmap_free(&m);
 }
 
+static void sum_entry(void *ctx, uint64_t key, void *val) {
+  uint64_t *acc = ctx;
+  acc[0] += key;
+  acc[1] += (uint64_t)(uintptr_t)val;
+  acc[2]++;
+}
+
+/* foreach visits every live entry once, before and after deletions that
+ * shift entries back in their probe runs. */
+static void test_idmap_foreach(void **state) {
+  (void)state;
+  ratchet__idmap m;
+  ratchet__idmap_init(&m);
+  uint64_t acc[3] = {0, 0, 0};
+  ratchet__idmap_foreach(&m, sum_entry, acc); /* empty: nothing */
+  assert_int_equal(acc[2], 0);
+  uint64_t keys = 0, vals = 0;
+  for (uint64_t k = 1; k <= 1000; k++) {
+    assert_int_equal(ratchet__idmap_put(&m, k * 7919, (void *)(uintptr_t)k), 0);
+    keys += k * 7919;
+    vals += k;
+  }
+  for (uint64_t k = 1; k <= 1000; k += 3) {
+    assert_non_null(ratchet__idmap_del(&m, k * 7919));
+    keys -= k * 7919;
+    vals -= k;
+  }
+  ratchet__idmap_foreach(&m, sum_entry, acc);
+  assert_int_equal(acc[2], m.len);
+  assert_int_equal(acc[0], keys);
+  assert_int_equal(acc[1], vals);
+  ratchet__idmap_free(&m);
+}
+
 static void test_idmap_out_of_memory(void **state) {
   (void)state;
   static int objs[200];
@@ -648,6 +682,7 @@ int test_containers(void) {
       cmocka_unit_test(test_heap_out_of_memory),
       cmocka_unit_test(test_idmap_reference),
       cmocka_unit_test(test_idmap_edges),
+      cmocka_unit_test(test_idmap_foreach),
       cmocka_unit_test(test_idmap_out_of_memory),
       cmocka_unit_test(test_strmap_reference),
       cmocka_unit_test(test_strmap_edges),
