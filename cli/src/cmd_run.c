@@ -14,6 +14,7 @@
 #include "input.h"
 #include "joblog.h"
 #include "run.h"
+#include "run_job.h"
 #include "run_options.h"
 
 static void run_help(FILE *f) {
@@ -27,7 +28,10 @@ static void run_help(FILE *f) {
              "lines of\nstdin (or of -a FILE; NUL-separated with -0). "
              "Placeholders in COMMAND:\n{} input, {.} without extension, {/} "
              "base name, {//} directory, {/.} base\nname without extension, "
-             "{#} sequence number; without any, the input is\nappended. No "
+             "{#} sequence number; without any, the input is\nappended. "
+             "Several ::: lists run every combination (:::+ links a list\nto "
+             "the one before); {1} {2} ... are their values, or the columns "
+             "of\n--colsep. No "
              "shell is used unless COMMAND is one argument with shell syntax\n"
              "or --shell is given; inputs are then quoted.\n\n");
   cli_opt_print_help(d, n, f);
@@ -41,14 +45,7 @@ static void run_help(FILE *f) {
 static int dry_run(const cli_run_options *o, cli_err *e) {
   cli_input *in = NULL;
   cli_joblog_state *done = NULL;
-  const char sep = o->null_sep ? '\0' : '\n';
-  int rc;
-  if (o->input == CLI_INPUT_LIST)
-    rc = cli_input_from_list(o->inputs, o->n_inputs, &in);
-  else if (o->input == CLI_INPUT_FILE)
-    rc = cli_input_from_file("-a", o->arg_file, sep, &in, e);
-  else
-    rc = cli_input_from_fd(0, false, sep, "stdin", &in);
+  int rc = cli_job_open_input(o, &in, e);
   if (rc != 0)
     return rc;
   if ((o->resume || o->resume_failed) &&
@@ -66,8 +63,12 @@ static int dry_run(const cli_run_options *o, cli_err *e) {
       printf("%s %s\n", o->kind, rec);
       continue;
     }
+    const char *const *fields;
+    size_t nf;
+    cli_input_fields(in, &fields, &nf);
+    cli_values v = {rec, fields, nf};
     cli_command c;
-    if ((rc = cli_command_expand(&o->tmpl, rec, seq, &c)) != 0)
+    if ((rc = cli_command_expand_values(&o->tmpl, &v, seq, &c)) != 0)
       break;
     printf("%s\n", c.display);
     cli_command_free(&c);

@@ -47,7 +47,19 @@ void cli_command_free(cli_command *c) {
   memset(c, 0, sizeof *c);
 }
 
-static int expand_shell(const cli_command_template *t, const char *input,
+/* Without a placeholder the input is appended: each of its values as an
+ * argument of its own. */
+static size_t n_appended(const cli_command_template *t, const cli_values *v) {
+  if (t->has_placeholder)
+    return 0;
+  return v->fields != NULL && v->n > 0 ? v->n : 1;
+}
+
+static const char *appended(const cli_values *v, size_t k) {
+  return v->fields != NULL && v->n > 0 ? v->fields[k] : v->all;
+}
+
+static int expand_shell(const cli_command_template *t, const cli_values *v,
                         uint64_t seq, cli_command *out) {
   cli_sbuf b = CLI_SBUF_INIT;
   int rc = 0;
@@ -55,12 +67,12 @@ static int expand_shell(const cli_command_template *t, const char *input,
     if (i > 0)
       rc = cli_sbuf_addc(&b, ' ');
     if (rc == 0)
-      rc = cli_expand(&b, t->tokens[i], input, seq, true);
+      rc = cli_expand_values(&b, t->tokens[i], v, seq, true);
   }
-  if (rc == 0 && !t->has_placeholder) {
+  for (size_t k = 0, n = n_appended(t, v); rc == 0 && k < n; k++) {
     rc = cli_sbuf_addc(&b, ' ');
     if (rc == 0)
-      rc = cli_shell_quote(&b, input);
+      rc = cli_shell_quote(&b, appended(v, k));
   }
   out->argv = ratchet_calloc(2, sizeof *out->argv);
   char *script = rc == 0 ? cli_sbuf_take(&b) : NULL;
@@ -75,9 +87,9 @@ static int expand_shell(const cli_command_template *t, const char *input,
   return 0;
 }
 
-static int expand_exec(const cli_command_template *t, const char *input,
+static int expand_exec(const cli_command_template *t, const cli_values *v,
                        uint64_t seq, cli_command *out) {
-  size_t argc = t->ntokens + (t->has_placeholder ? 0 : 1);
+  size_t argc = t->ntokens + n_appended(t, v);
   out->argv = ratchet_calloc(argc + 1, sizeof *out->argv);
   if (out->argv == NULL)
     return -ENOMEM;
@@ -86,9 +98,9 @@ static int expand_exec(const cli_command_template *t, const char *input,
   int rc = 0;
   for (size_t i = 0; rc == 0 && i < argc; i++) {
     if (i < t->ntokens)
-      rc = cli_expand(&b, t->tokens[i], input, seq, false);
+      rc = cli_expand_values(&b, t->tokens[i], v, seq, false);
     else
-      rc = cli_sbuf_adds(&b, input);
+      rc = cli_sbuf_adds(&b, appended(v, i - t->ntokens));
     if (rc == 0 && i > 0)
       rc = cli_sbuf_addc(&disp, ' ');
     if (rc == 0)
@@ -113,10 +125,17 @@ static int expand_exec(const cli_command_template *t, const char *input,
 
 int cli_command_expand(const cli_command_template *t, const char *input,
                        uint64_t seq, cli_command *out) {
+  cli_values v = cli_values_one(input);
+  return cli_command_expand_values(t, &v, seq, out);
+}
+
+int cli_command_expand_values(const cli_command_template *t,
+                              const cli_values *v, uint64_t seq,
+                              cli_command *out) {
   memset(out, 0, sizeof *out);
   out->shell = t->shell;
-  int rc = t->shell ? expand_shell(t, input, seq, out)
-                    : expand_exec(t, input, seq, out);
+  int rc =
+      t->shell ? expand_shell(t, v, seq, out) : expand_exec(t, v, seq, out);
   if (rc != 0)
     cli_command_free(out);
   return rc;

@@ -7,7 +7,8 @@
  * SCRIPT being the arguments joined by spaces, and every value substituted
  * into it is shell-quoted: an input is never pasted unquoted into a shell.
  * Without a placeholder anywhere, the input is appended as one more
- * argument (quoted too in a script).
+ * argument (quoted too in a script); an input of several values (several
+ * ::: lists, --colsep) is appended as one argument per value.
  */
 #ifndef RATCHET_CLI_COMMAND_H
 #define RATCHET_CLI_COMMAND_H
@@ -17,6 +18,7 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "placeholder.h"
 
 /* The command as the user gave it, checked once. */
 typedef struct cli_command_template {
@@ -49,6 +51,11 @@ int cli_command_template_init(cli_command_template *t, char *const *tokens,
  * with cli_command_free). 0 or -ENOMEM (*out then empty). */
 int cli_command_expand(const cli_command_template *t, const char *input,
                        uint64_t seq, cli_command *out);
+
+/* The same for an input of several values (placeholder.h). */
+int cli_command_expand_values(const cli_command_template *t,
+                              const cli_values *v, uint64_t seq,
+                              cli_command *out);
 
 void cli_command_free(cli_command *c);
 

@@ -34,6 +34,19 @@ struct cli_input {
   char *const *items;
   size_t nitems;
   bool is_list;
+  /* several lists: sets of linked lists, an odometer over the sets */
+  const cli_input_group *groups;
+  size_t ngroups, nsets;
+  size_t *set_of;  /* the set of each list */
+  size_t *set_len; /* each set's length: its longest list */
+  size_t *idx;     /* each set's position */
+  bool started, exhausted;
+  /* the values of the record last returned */
+  char *colsep;
+  size_t colsep_len;
+  cli_sbuf joined; /* several lists: the record; --colsep: the fields */
+  const char **fields;
+  size_t nfields, cap_fields;
   bool unterminated; /* the last record returned had no separator */
   uint64_t count;
 };
@@ -86,6 +99,128 @@ int cli_input_from_list(char *const *items, size_t n, cli_input **out) {
   in->items = items;
   in->nitems = n;
   *out = in;
+  return 0;
+}
+
+int cli_input_from_lists(char *const *items, const cli_input_group *groups,
+                         size_t ngroups, cli_input **out) {
+  if (ngroups <= 1)
+    return cli_input_from_list(ngroups ? items + groups[0].first : items,
+                               ngroups ? groups[0].n : 0, out);
+  int rc = cli_input_from_list(items, 0, out);
+  if (rc != 0)
+    return rc;
+  cli_input *in = *out;
+  in->groups = groups;
+  in->ngroups = ngroups;
+  in->set_of = ratchet_calloc(ngroups, sizeof *in->set_of);
+  in->set_len = ratchet_calloc(ngroups, sizeof *in->set_len);
+  in->idx = ratchet_calloc(ngroups, sizeof *in->idx);
+  in->fields = ratchet_calloc(ngroups, sizeof *in->fields);
+  if (in->set_of == NULL || in->set_len == NULL || in->idx == NULL ||
+      in->fields == NULL) {
+    cli_input_free(in);
+    *out = NULL;
+    return -ENOMEM;
+  }
+  in->cap_fields = ngroups;
+  for (size_t g = 0; g < ngroups; g++) {
+    if (g > 0 && !groups[g].linked)
+      in->nsets++;
+    in->set_of[g] = in->nsets;
+    if (groups[g].n > in->set_len[in->nsets])
+      in->set_len[in->nsets] = groups[g].n;
+  }
+  in->nsets++;
+  return 0;
+}
+
+int cli_input_set_colsep(cli_input *in, const char *sep) {
+  ratchet_free(in->colsep);
+  in->colsep = cli_strdup(sep);
+  if (in->colsep == NULL)
+    return -ENOMEM;
+  in->colsep_len = strlen(sep);
+  return 0;
+}
+
+void cli_input_fields(const cli_input *in, const char *const **fields,
+                      size_t *n) {
+  *fields = in->nfields > 0 ? in->fields : NULL;
+  *n = in->nfields;
+}
+
+/* The next combination of several lists, joined into in->joined. */
+static int next_combination(cli_input *in, const char **rec, size_t *len) {
+  if (in->exhausted)
+    return 0;
+  if (!in->started) {
+    in->started = true;
+    for (size_t k = 0; k < in->nsets; k++)
+      if (in->set_len[k] == 0)
+        in->exhausted = true;
+  } else {
+    size_t k = in->nsets;
+    for (; k > 0; k--) {
+      if (++in->idx[k - 1] < in->set_len[k - 1])
+        break;
+      in->idx[k - 1] = 0;
+    }
+    if (k == 0)
+      in->exhausted = true;
+  }
+  if (in->exhausted)
+    return 0;
+  cli_sbuf_reset(&in->joined);
+  int rc = 0;
+  for (size_t g = 0; rc == 0 && g < in->ngroups; g++) {
+    const cli_input_group *gr = &in->groups[g];
+    const char *v = in->items[gr->first + in->idx[in->set_of[g]] % gr->n];
+    in->fields[g] = v;
+    if (g > 0)
+      rc = cli_sbuf_addc(&in->joined, ' ');
+    if (rc == 0)
+      rc = cli_sbuf_adds(&in->joined, v);
+  }
+  if (rc != 0)
+    return rc;
+  in->nfields = in->ngroups;
+  in->count++;
+  *rec = cli_sbuf_str(&in->joined);
+  *len = in->joined.len;
+  return 1;
+}
+
+/* --colsep: the record's fields, copied and cut at each separator. */
+static int split_fields(cli_input *in, const char *rec, size_t len) {
+  cli_sbuf_reset(&in->joined);
+  int rc = cli_sbuf_add(&in->joined, rec, len);
+  if (rc != 0)
+    return rc;
+  char *p = in->joined.data, *end = p + len;
+  size_t n = 0;
+  for (;;) {
+    if (n == in->cap_fields) {
+      size_t cap = in->cap_fields ? in->cap_fields * 2 : 8;
+      const char **f = ratchet_realloc(in->fields, cap * sizeof *f);
+      if (f == NULL)
+        return -ENOMEM;
+      in->fields = f;
+      in->cap_fields = cap;
+    }
+    in->fields[n++] = p;
+    char *hit = NULL;
+    for (char *q = p; q + in->colsep_len <= end; q++)
+      if (memcmp(q, in->colsep, in->colsep_len) == 0) {
+        hit = q;
+        break;
+      }
+    if (hit == NULL)
+      break;
+    *hit = '\0';
+    p = hit + in->colsep_len;
+  }
+  in->nfields = n;
   return 0;
 }
 
@@ -148,7 +283,27 @@ static int give(cli_input *in, char *rec, size_t len, const char **out,
   return 1;
 }
 
+static int next_record(cli_input *in, const char **rec, size_t *len,
+                       cli_err *e);
+
 int cli_input_next(cli_input *in, const char **rec, size_t *len, cli_err *e) {
+  in->nfields = 0;
+  if (in->ngroups > 1) {
+    int rc = next_combination(in, rec, len);
+    if (rc < 0)
+      cli_err_set(e, "out of memory");
+    return rc;
+  }
+  int rc = next_record(in, rec, len, e);
+  if (rc == 1 && in->colsep != NULL && split_fields(in, *rec, *len) != 0) {
+    cli_err_set(e, "out of memory");
+    return -ENOMEM;
+  }
+  return rc;
+}
+
+static int next_record(cli_input *in, const char **rec, size_t *len,
+                       cli_err *e) {
   if (in->is_list) {
     if (in->count >= in->nitems)
       return 0;
@@ -209,6 +364,12 @@ void cli_input_free(cli_input *in) {
     return;
   if (in->own_fd && in->fd >= 0)
     close(in->fd);
+  ratchet_free(in->set_of);
+  ratchet_free(in->set_len);
+  ratchet_free(in->idx);
+  ratchet_free(in->fields);
+  ratchet_free(in->colsep);
+  cli_sbuf_free(&in->joined);
   ratchet_free(in->name);
   ratchet_free(in->buf);
   ratchet_free(in);

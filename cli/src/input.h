@@ -35,6 +35,34 @@ int cli_input_from_file(const char *flag, const char *path, char sep,
 /* Records from a list (borrowed: items must outlive the reader). */
 int cli_input_from_list(char *const *items, size_t n, cli_input **out);
 
+/* One ::: list: items [first, first + n) of the run's inputs; linked when
+ * it came with :::+ (taken side by side with the list before it). */
+typedef struct cli_input_group {
+  size_t first, n;
+  bool linked;
+} cli_input_group;
+
+/*
+ * Records from several lists, GNU parallel's way: every combination of
+ * one value from each set of linked lists, the last set varying fastest
+ * (::: a b ::: 1 2 gives a 1, a 2, b 1, b 2). Lists linked with :::+ go
+ * side by side, the shorter ones starting over (::: a b c :::+ 1 2 gives
+ * a 1, b 2, c 1). A record's values are its fields (cli_input_fields),
+ * and the record itself is them joined by spaces. items and groups are
+ * borrowed. 0 and *out, or -ENOMEM.
+ */
+int cli_input_from_lists(char *const *items, const cli_input_group *groups,
+                         size_t ngroups, cli_input **out);
+
+/* Splits every record at each occurrence of sep (a non-empty string) into
+ * fields, --colsep's way. */
+int cli_input_set_colsep(cli_input *in, const char *sep);
+
+/* The values of the record last returned: n of them, or *fields NULL and
+ * 0 when the record is a single value. Borrowed until the next call. */
+void cli_input_fields(const cli_input *in, const char *const **fields,
+                      size_t *n);
+
 /*
  * The next record: returns 1 with *rec (NUL-terminated, borrowed until the
  * next call) and *len; 0 at the end; -EAGAIN when paced and out of reads

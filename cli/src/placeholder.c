@@ -29,19 +29,47 @@ static const struct {
     {"{//}", 4, PH_DIR}, {"{/.}", 4, PH_BASENOEXT}, {"{#}", 3, PH_SEQ},
 };
 
-static ph match(const char *s, size_t *len) {
+/* Positions above this are not placeholders ({99999} stays text). */
+#define MAX_POSITION 9999
+
+/* The placeholder at s ('{'): its kind and length, and for {N...} its N
+ * (else 0). */
+static ph match(const char *s, size_t *len, size_t *pos) {
+  *pos = 0;
   for (size_t i = 0; i < sizeof table / sizeof *table; i++)
     if (strncmp(s, table[i].text, table[i].len) == 0) {
       *len = table[i].len;
       return table[i].kind;
     }
+  /* {N}, {N.}, {N/}, {N//}, {N/.}: the same slices of the Nth value. */
+  size_t i = 1, n = 0;
+  while (s[i] >= '0' && s[i] <= '9' && n <= MAX_POSITION)
+    n = n * 10 + (size_t)(s[i++] - '0');
+  if (i == 1 || n == 0 || n > MAX_POSITION)
+    return PH_NONE;
+  static const struct {
+    const char *tail;
+    ph kind;
+  } tails[] = {{"}", PH_INPUT},
+               {".}", PH_NOEXT},
+               {"/}", PH_BASE},
+               {"//}", PH_DIR},
+               {"/.}", PH_BASENOEXT}};
+  for (size_t k = 0; k < sizeof tails / sizeof *tails; k++) {
+    size_t tl = strlen(tails[k].tail);
+    if (strncmp(s + i, tails[k].tail, tl) == 0) {
+      *len = i + tl;
+      *pos = n;
+      return tails[k].kind;
+    }
+  }
   return PH_NONE;
 }
 
 bool cli_has_placeholder(const char *s) {
-  size_t len;
+  size_t len, pos;
   for (; *s != '\0'; s++)
-    if (*s == '{' && match(s, &len) != PH_NONE)
+    if (*s == '{' && match(s, &len, &pos) != PH_NONE)
       return true;
   return false;
 }
@@ -101,20 +129,36 @@ static int add_placeholder(cli_sbuf *b, ph kind, const char *in, uint64_t seq,
   return -EINVAL;
 }
 
+/* The value {N...} stands for: {} itself for N = 1 of a single value,
+ * and "" past the last. */
+static const char *value_at(const cli_values *v, size_t pos) {
+  if (pos == 0)
+    return v->all;
+  if (v->fields == NULL || v->n == 0)
+    return pos == 1 ? v->all : "";
+  return pos <= v->n ? v->fields[pos - 1] : "";
+}
+
 int cli_expand(cli_sbuf *b, const char *tmpl, const char *input, uint64_t seq,
                bool quote) {
+  cli_values v = cli_values_one(input);
+  return cli_expand_values(b, tmpl, &v, seq, quote);
+}
+
+int cli_expand_values(cli_sbuf *b, const char *tmpl, const cli_values *v,
+                      uint64_t seq, bool quote) {
   const char *lit = tmpl;
   const char *p = tmpl;
   while (*p != '\0') {
-    size_t len;
-    ph kind = *p == '{' ? match(p, &len) : PH_NONE;
+    size_t len, pos;
+    ph kind = *p == '{' ? match(p, &len, &pos) : PH_NONE;
     if (kind == PH_NONE) {
       p++;
       continue;
     }
     int rc = cli_sbuf_add(b, lit, (size_t)(p - lit));
     if (rc == 0)
-      rc = add_placeholder(b, kind, input, seq, quote);
+      rc = add_placeholder(b, kind, value_at(v, pos), seq, quote);
     if (rc != 0)
       return rc;
     p += len;

@@ -468,9 +468,12 @@ static int next_task(run *r, run_task **out) {
     uint64_t seq = cli_input_count(r->in);
     if (r->resume != NULL && cli_joblog_skip(r->resume, seq, o->resume_failed))
       continue;
+    const char *const *fields;
+    size_t nf;
+    cli_input_fields(r->in, &fields, &nf);
     run_task *t = ratchet_calloc(1, sizeof *t);
-    if (t == NULL ||
-        cli_job_build(o, &r->env, r->kb, rec, len, seq, &t->job) != 0) {
+    if (t == NULL || cli_job_build_fields(o, &r->env, r->kb, rec, len, fields,
+                                          nf, seq, &t->job) != 0) {
       ratchet_free(t);
       set_fatal(r, "out of memory");
       return -ENOMEM;
@@ -944,15 +947,8 @@ static void pace_input(run *r) {
 
 static int open_input(run *r) {
   const cli_run_options *o = r->o;
-  const char sep = o->null_sep ? '\0' : '\n';
   cli_err e = {{0}};
-  int rc;
-  if (o->input == CLI_INPUT_LIST)
-    rc = cli_input_from_list(o->inputs, o->n_inputs, &r->in);
-  else if (o->input == CLI_INPUT_FILE)
-    rc = cli_input_from_file("-a", o->arg_file, sep, &r->in, &e);
-  else
-    rc = cli_input_from_fd(0, false, sep, "stdin", &r->in);
+  int rc = cli_job_open_input(o, &r->in, &e);
   if (rc != 0) {
     set_fatal(r, "%s", e.msg[0] ? e.msg : "out of memory");
     return rc;

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "command.h"
+#include "input.h"
 #include "ratchet/alloc.h"
 #include "ratchet/ratchet.pb-c.h"
 #include "sbuf.h"
@@ -66,17 +67,22 @@ static int key_command(cli_sbuf *b, const cli_command *c) {
   return rc;
 }
 
-static int make_key(const cli_run_options *o, const cli_job_env *env,
+static int make_key(const cli_values *v, const cli_job_env *env,
                     ratchet_key_builder *kb, const char *kind, const void *cmd,
                     size_t cmd_len, const char *rec, size_t len,
                     ratchet_cache_key *key) {
-  (void)o;
   ratchet_key_builder_reset(kb);
   int rc = ratchet_key_add_kind(kb, kind);
   if (rc == 0)
     rc = ratchet_key_add_payload(kb, cmd, cmd_len);
   if (rc == 0)
     rc = ratchet_key_add_input(kb, "input", rec, len);
+  /* Each value on its own: "a b" + "c" and "a" + "b c" join alike. */
+  for (size_t i = 0; rc == 0 && v->fields != NULL && i < v->n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "value%zu", i + 1);
+    rc = ratchet_key_add_input(kb, name, v->fields[i], strlen(v->fields[i]));
+  }
   for (size_t i = 0; rc == 0 && env != NULL && i < env->n; i++)
     rc = ratchet_key_add_env(kb, env->names[i], env->values[i]);
   if (rc == 0)
@@ -87,6 +93,13 @@ static int make_key(const cli_run_options *o, const cli_job_env *env,
 int cli_job_build(const cli_run_options *o, const cli_job_env *env,
                   ratchet_key_builder *kb, const char *rec, size_t len,
                   uint64_t seq, cli_job *j) {
+  return cli_job_build_fields(o, env, kb, rec, len, NULL, 0, seq, j);
+}
+
+int cli_job_build_fields(const cli_run_options *o, const cli_job_env *env,
+                         ratchet_key_builder *kb, const char *rec, size_t len,
+                         const char *const *fields, size_t n, uint64_t seq,
+                         cli_job *j) {
   memset(j, 0, sizeof *j);
   j->seq = seq;
   j->input = ratchet_malloc(len + 1);
@@ -94,6 +107,7 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
     return -ENOMEM;
   memcpy(j->input, rec, len);
   j->input[len] = '\0';
+  cli_values v = {j->input, fields, n};
   int rc;
   if (o->kind != NULL) {
     cli_sbuf d = CLI_SBUF_INIT;
@@ -112,7 +126,7 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
     memcpy(j->payload, rec, len);
     j->payload_len = len;
     if (o->cache) {
-      if (make_key(o, env, kb, o->kind, rec, len, rec, len, &j->key) != 0) {
+      if (make_key(&v, env, kb, o->kind, rec, len, rec, len, &j->key) != 0) {
         cli_job_free(j);
         return -ENOMEM;
       }
@@ -121,7 +135,7 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
     return 0;
   }
   cli_command c;
-  if ((rc = cli_command_expand(&o->tmpl, j->input, seq, &c)) != 0) {
+  if ((rc = cli_command_expand_values(&o->tmpl, &v, seq, &c)) != 0) {
     cli_job_free(j);
     return rc;
   }
@@ -132,7 +146,7 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
     cli_sbuf b = CLI_SBUF_INIT;
     rc = key_command(&b, &c);
     if (rc == 0)
-      rc = make_key(o, env, kb, "exec", b.data, b.len, rec, len, &j->key);
+      rc = make_key(&v, env, kb, "exec", b.data, b.len, rec, len, &j->key);
     j->has_key = rc == 0;
     cli_sbuf_free(&b);
   }
@@ -142,4 +156,24 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
     return -ENOMEM;
   }
   return 0;
+}
+
+int cli_job_open_input(const cli_run_options *o, cli_input **out, cli_err *e) {
+  const char sep = o->null_sep ? '\0' : '\n';
+  int rc;
+  *out = NULL;
+  if (o->input == CLI_INPUT_LIST)
+    rc = cli_input_from_lists(o->inputs, o->groups, o->n_groups, out);
+  else if (o->input == CLI_INPUT_FILE)
+    rc = cli_input_from_file("-a", o->arg_file, sep, out, e);
+  else
+    rc = cli_input_from_fd(0, false, sep, "stdin", out);
+  if (rc == 0 && o->colsep != NULL &&
+      (rc = cli_input_set_colsep(*out, o->colsep)) != 0) {
+    cli_input_free(*out);
+    *out = NULL;
+  }
+  if (rc == -ENOMEM)
+    cli_err_set(e, "out of memory");
+  return rc;
 }

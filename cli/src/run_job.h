@@ -43,6 +43,19 @@ int cli_job_build(const cli_run_options *o, const cli_job_env *env,
                   ratchet_key_builder *kb, const char *rec, size_t len,
                   uint64_t seq, cli_job *j);
 
+/* The same for a record of several values (fields[0..n), as
+ * cli_input_fields gives them; NULL and 0 for one value): placeholders
+ * {1} {2} ... take them, and the cache key covers each. */
+int cli_job_build_fields(const cli_run_options *o, const cli_job_env *env,
+                         ratchet_key_builder *kb, const char *rec, size_t len,
+                         const char *const *fields, size_t n, uint64_t seq,
+                         cli_job *j);
+
+/* Opens the run's inputs as the options say: the ::: lists, -a FILE, or
+ * stdin; split with --colsep. 0 and *out; a negated errno with a message
+ * in e. */
+int cli_job_open_input(const cli_run_options *o, cli_input **out, cli_err *e);
+
 /* NULL-safe; leaves j empty. */
 void cli_job_free(cli_job *j);
 

@@ -49,6 +49,7 @@ enum {
   OPT_TAG,
   OPT_SHELL,
   OPT_NULL,
+  OPT_COLSEP,
   OPT_ARG_FILE,
   OPT_PLUGIN,
   OPT_KIND,
@@ -115,6 +116,8 @@ static const cli_opt_def defs[] = {
    "run COMMAND with /bin/sh -c (inputs are quoted)"},
   {"null", '0', CLI_ARG_NONE, OPT_NULL, NULL,
    "inputs are separated by NUL bytes, not newlines"},
+  {"colsep", 0, CLI_ARG_REQUIRED, OPT_COLSEP, "SEP",
+   "split each input line at SEP into {1} {2} ... (\\t: a tab)"},
   {"arg-file", 'a', CLI_ARG_REQUIRED, OPT_ARG_FILE, "FILE",
    "read inputs from FILE instead of stdin"},
   {"plugin", 0, CLI_ARG_REQUIRED, OPT_PLUGIN, "FILE.so",
@@ -193,7 +196,9 @@ void cli_run_options_free(cli_run_options *o) {
   ratchet_free(o->kind);
   ratchet_free(o->config);
   ratchet_free(o->arg_file);
+  ratchet_free(o->colsep);
   free_strv(o->inputs, o->n_inputs);
+  ratchet_free(o->groups);
   free_strv(o->command, o->n_command);
   cli_run_options_init(o);
 }
@@ -400,6 +405,15 @@ static int apply(cli_run_options *o, const cli_opt_def *d, const char *flag,
   case OPT_NULL:
     o->null_sep = on;
     return 0;
+  case OPT_COLSEP: {
+    /* A literal separator; "\t" (backslash, t) is the usual tab. */
+    const char *sep = strcmp(v, "\\t") == 0 ? "\t" : v;
+    if (*sep == '\0') {
+      cli_err_set(e, "%s: the separator is empty", flag);
+      return -EINVAL;
+    }
+    return set_str(&o->colsep, sep);
+  }
   case OPT_ARG_FILE:
     if (check_path(flag, v, e) != 0)
       return -EINVAL;
@@ -496,7 +510,20 @@ static int config_line(void *ctx, const char *name, const char *value,
   return apply(o, d, flag, value, true, e);
 }
 
-/* Splits the operands into the command and the ::: inputs. */
+/* Opens a new ::: (or :::+) list at the end of o->inputs. */
+static int push_group(cli_run_options *o, bool linked) {
+  cli_input_group *g =
+      ratchet_realloc(o->groups, (o->n_groups + 1) * sizeof *g);
+  if (g == NULL)
+    return -ENOMEM;
+  o->groups = g;
+  g[o->n_groups++] = (cli_input_group){o->n_inputs, 0, linked};
+  return 0;
+}
+
+/* Splits the operands into the command and the ::: inputs: each ::: opens
+ * a list (the tasks are every combination of one value from each), each
+ * :::+ a list linked to the one before it (taken side by side). */
 static int take_operands(cli_run_options *o, int argc, char **argv, int first,
                          cli_err *e) {
   char show[CLI_SHOW_SIZE];
@@ -504,28 +531,41 @@ static int take_operands(cli_run_options *o, int argc, char **argv, int first,
   int rc = 0;
   for (int i = first; rc == 0 && i < argc; i++) {
     const char *a = argv[i];
-    if (strcmp(a, ":::") == 0) {
-      if (in_list) {
-        cli_err_set(e, "':::' given twice: several input lists (GNU "
-                       "parallel's combinations) are not supported");
+    if (strcmp(a, ":::") == 0 || strcmp(a, ":::+") == 0) {
+      bool linked = a[3] == '+';
+      if (linked && !in_list) {
+        cli_err_set(e, "':::+' links its list to the ::: list before it, "
+                       "and there is none");
         return -EINVAL;
       }
       in_list = true;
+      rc = push_group(o, linked);
       continue;
     }
-    if (strcmp(a, "::::") == 0 || strcmp(a, ":::+") == 0 ||
-        strcmp(a, "::::+") == 0) {
+    if (strcmp(a, "::::") == 0 || strcmp(a, "::::+") == 0) {
       cli_err_set(e, "'%s' is not supported (use ::: INPUT... or -a FILE)",
                   cli_show(a, show));
       return -EINVAL;
     }
-    if (in_list)
+    if (in_list) {
       rc = push_str(&o->inputs, &o->n_inputs, a);
-    else
+      if (rc == 0)
+        o->groups[o->n_groups - 1].n++;
+    } else {
       rc = push_str(&o->command, &o->n_command, a);
+    }
   }
   if (rc != 0)
     return rc;
+  for (size_t g = 1; g < o->n_groups; g++)
+    if (o->groups[g].linked &&
+        (o->groups[g].n == 0) != (o->groups[g - 1].n == 0)) {
+      cli_err_set(e,
+                  "':::+' list %zu is linked to list %zu, but one of them "
+                  "is empty",
+                  g + 1, g);
+      return -EINVAL;
+    }
   if (in_list) {
     if (o->arg_file != NULL) {
       cli_err_set(e, "-a/--arg-file and ::: both give inputs: use one");
@@ -538,6 +578,11 @@ static int take_operands(cli_run_options *o, int argc, char **argv, int first,
 
 static int check(cli_run_options *o, cli_err *e) {
   char show[CLI_SHOW_SIZE];
+  if (o->input == CLI_INPUT_LIST && o->colsep != NULL) {
+    cli_err_set(e, "--colsep splits the lines of stdin or -a FILE; with "
+                   "::: give each column as a ::: list of its own");
+    return -EINVAL;
+  }
   if ((o->plugin == NULL) != (o->kind == NULL)) {
     cli_err_set(e, o->plugin != NULL
                        ? "--plugin needs --kind NAME (the handler to run)"

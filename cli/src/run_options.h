@@ -24,6 +24,7 @@
 #include "command.h"
 #include "diag.h"
 #include "halt.h"
+#include "input.h"
 #include "log.h"
 #include "opt.h"
 
@@ -99,8 +100,11 @@ typedef struct cli_run_options {
 
   cli_input_source input;
   char *arg_file; /* -a FILE ("-": stdin) */
-  char **inputs;  /* ::: INPUT..., owned */
+  char **inputs;  /* ::: INPUT..., every list after the other, owned */
   size_t n_inputs;
+  cli_input_group *groups; /* one per ::: or :::+ list, owned */
+  size_t n_groups;
+  char *colsep; /* --colsep SEP: a line's values are split at SEP; NULL */
 
   char **command; /* COMMAND [ARG...], owned, NULL-terminated */
   size_t n_command;

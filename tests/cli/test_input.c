@@ -4,6 +4,7 @@
  * the read buffer, NUL bytes in a line, lists, and missing files.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -109,6 +110,80 @@ static void empty_and_list(void **state) {
   cli_input_free(NULL);
 }
 
+static void expect_fields(cli_input *in, const char *rec, size_t n, ...) {
+  expect(in, rec, strlen(rec));
+  const char *const *f;
+  size_t got;
+  cli_input_fields(in, &f, &got);
+  assert_int_equal(got, n);
+  va_list ap;
+  va_start(ap, n);
+  for (size_t i = 0; i < n; i++)
+    assert_string_equal(f[i], va_arg(ap, const char *));
+  va_end(ap);
+}
+
+/* Several ::: lists: every combination, the last list fastest; :::+
+ * lists side by side, the shorter starting over. */
+static void combinations(void **state) {
+  (void)state;
+  char *items[] = {(char *)"a", (char *)"b", (char *)"1", (char *)"2",
+                   (char *)"3", (char *)"x", (char *)"y"};
+  cli_input_group g[] = {{0, 2, false}, {2, 3, false}};
+  cli_input *in;
+  assert_int_equal(cli_input_from_lists(items, g, 2, &in), 0);
+  expect_fields(in, "a 1", 2, "a", "1");
+  expect_fields(in, "a 2", 2, "a", "2");
+  expect_fields(in, "a 3", 2, "a", "3");
+  expect_fields(in, "b 1", 2, "b", "1");
+  expect_fields(in, "b 2", 2, "b", "2");
+  expect_fields(in, "b 3", 2, "b", "3");
+  expect_end(in);
+  assert_int_equal(cli_input_count(in), 6);
+  cli_input_free(in);
+
+  /* 1 2 3 :::+ x y, then ::: a b. */
+  cli_input_group l[] = {{2, 3, false}, {5, 2, true}, {0, 2, false}};
+  assert_int_equal(cli_input_from_lists(items, l, 3, &in), 0);
+  expect_fields(in, "1 x a", 3, "1", "x", "a");
+  expect_fields(in, "1 x b", 3, "1", "x", "b");
+  expect_fields(in, "2 y a", 3, "2", "y", "a");
+  expect_fields(in, "2 y b", 3, "2", "y", "b");
+  expect_fields(in, "3 x a", 3, "3", "x", "a");
+  expect_fields(in, "3 x b", 3, "3", "x", "b");
+  expect_end(in);
+  cli_input_free(in);
+
+  /* An empty list: no combination at all. */
+  cli_input_group z[] = {{0, 2, false}, {2, 0, false}};
+  assert_int_equal(cli_input_from_lists(items, z, 2, &in), 0);
+  expect_end(in);
+  cli_input_free(in);
+
+  /* One list is the plain list: no fields. */
+  cli_input_group one[] = {{5, 2, false}};
+  assert_int_equal(cli_input_from_lists(items, one, 1, &in), 0);
+  expect_fields(in, "x", 0);
+  expect_fields(in, "y", 0);
+  expect_end(in);
+  cli_input_free(in);
+}
+
+/* --colsep: each line cut at every (multi-byte) separator; the record
+ * stays whole. */
+static void colsep(void **state) {
+  (void)state;
+  const char text[] = "a::b::c\nplain\n::\nx::\n";
+  cli_input *in = open_text(text, sizeof text - 1, '\n');
+  assert_int_equal(cli_input_set_colsep(in, "::"), 0);
+  expect_fields(in, "a::b::c", 3, "a", "b", "c");
+  expect_fields(in, "plain", 1, "plain");
+  expect_fields(in, "::", 2, "", "");
+  expect_fields(in, "x::", 2, "x", "");
+  expect_end(in);
+  cli_input_free(in);
+}
+
 static void pipe_input(void **state) {
   (void)state;
   int p[2];
@@ -140,7 +215,8 @@ int test_input(void) {
       cmocka_unit_test(lines),          cmocka_unit_test(nul_records),
       cmocka_unit_test(nul_in_line),    cmocka_unit_test(long_records),
       cmocka_unit_test(empty_and_list), cmocka_unit_test(pipe_input),
-      cmocka_unit_test(missing_file),
+      cmocka_unit_test(missing_file),   cmocka_unit_test(combinations),
+      cmocka_unit_test(colsep),
   };
   return cmocka_run_group_tests_name("input", tests, NULL, NULL);
 }

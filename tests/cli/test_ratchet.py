@@ -181,6 +181,7 @@ class CommandLine(unittest.TestCase):
                      b"--resume", b"--resume-failed", b"--dead-letter",
                      b"--json", b"--progress", b"--quiet", b"--keep-order",
                      b"--tag", b"--shell", b"--null", b"--arg-file",
+                     b"--colsep",
                      b"--plugin", b"--kind", b"--config"):
             self.assertIn(flag, r.stdout)
 
@@ -211,7 +212,7 @@ class CommandLine(unittest.TestCase):
             (["run", "--json=1", "echo"], b"--json takes no value"),
             (["run", "--plugin", "x.so", "echo"], b"--plugin needs --kind"),
             (["run", ":::", "a"], b"no COMMAND given"),
-            (["run", "echo", ":::", "a", ":::", "b"], b"':::' given twice"),
+            (["run", "echo", ":::+", "b"], b"':::+' links its list"),
             (["run", "--config", "/nonexistent.conf", "echo"],
              b"--config: cannot open '/nonexistent.conf'"),
             (["run", "--timeout", "1\x1b[31m", "echo"], b"'1\\x1b[31m'"),

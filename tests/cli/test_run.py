@@ -193,6 +193,38 @@ class Inputs(Base):
         self.assertEqual(out, b"got last\n")
         self.assertEqual(p.returncode, 1, err + rest)
 
+    def test_several_lists_and_columns(self):
+        # GNU parallel's combinations: the last list varies fastest.
+        r = ratchet("run", "-k", "echo", "{2}-{1}", ":::", "a", "b c", ":::",
+                    "1", "2")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.decode().splitlines(),
+                         ["1-a", "2-a", "1-b c", "2-b c"])
+        # :::+ goes side by side; without a placeholder each value is an
+        # argument of its own.
+        r = ratchet("run", "-k", "printf", "[%s]", ":::", "x", "y", "z",
+                    ":::+", "1 1", "2")
+        self.assertEqual(r.stdout, b"[x][1 1][y][2][z][1 1]")
+        # --colsep cuts each line of stdin; {} is the whole line.
+        r = ratchet("run", "-k", "--colsep", "\\t", "echo", "{3}:{1}:{}",
+                    stdin=b"a\tb\tc\nd\te\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, b"c:a:a\tb\tc\n:d:d\te\n")
+        # Through a shell every value is quoted, and the cache tells the
+        # combinations apart.
+        cache = self.path("cache")
+        args = ["run", "-k", "--cache=" + cache, "--json",
+                "echo {1} {2} > /dev/null; echo $#", ":::", "a b", ":::",
+                "c", "$(id)"]
+        first = [json.loads(x) for x in ratchet(*args).stdout.splitlines()]
+        self.assertEqual([x["stdout"] for x in first], ["0\n", "0\n"])
+        self.assertEqual([x["input"] for x in first], ["a b c", "a b $(id)"])
+        again = [json.loads(x) for x in ratchet(*args).stdout.splitlines()]
+        self.assertEqual([x["cached"] for x in again], [True, True])
+        r = ratchet("run", "--dry-run", "cp", "{1}", "{2//}/{1/}", ":::",
+                    "d/f.txt", ":::", "out/x/y")
+        self.assertEqual(r.stdout, b"cp d/f.txt out/x/f.txt\n")
+
     def test_null_separated_inputs_with_newlines(self):
         r = ratchet("run", "-k", "-0", "printf", "[%s]", stdin=b"a\nb\0c d\0")
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -124,6 +124,26 @@ static void every_option(void **state) {
   assert_int_equal(o.input, CLI_INPUT_LIST);
   assert_int_equal(o.n_inputs, 2);
   assert_string_equal(o.inputs[1], "b c");
+  assert_int_equal(o.n_groups, 1);
+  cli_run_options_free(&o);
+
+  /* Several lists, one linked; --colsep with stdin, "\t" a tab. */
+  assert_int_equal(PARSE(&o, &e, "echo", "{1}", ":::", "a", "b", ":::", "1",
+                         ":::+", "x", "y", "z"),
+                   0);
+  assert_int_equal(o.n_inputs, 6);
+  assert_int_equal(o.n_groups, 3);
+  assert_int_equal(o.groups[0].first, 0);
+  assert_int_equal(o.groups[0].n, 2);
+  assert_false(o.groups[0].linked);
+  assert_int_equal(o.groups[1].first, 2);
+  assert_int_equal(o.groups[1].n, 1);
+  assert_int_equal(o.groups[2].first, 3);
+  assert_int_equal(o.groups[2].n, 3);
+  assert_true(o.groups[2].linked);
+  cli_run_options_free(&o);
+  assert_int_equal(PARSE(&o, &e, "--colsep", "\\t", "echo"), 0);
+  assert_string_equal(o.colsep, "\t");
   cli_run_options_free(&o);
 }
 
@@ -193,7 +213,10 @@ static void refusals(void **state) {
       {{":::", "a"}, "no COMMAND given"},
       {{"--dry-run"}, "no COMMAND given"},
       {{"", "a"}, "the COMMAND is an empty string"},
-      {{"echo", ":::", "a", ":::", "b"}, "':::' given twice"},
+      {{"echo", ":::+", "a"}, "':::+' links its list to the ::: list"},
+      {{"echo", ":::", "a", ":::+"}, "':::+' list 2 is linked to list 1"},
+      {{"--colsep", ",", "echo", ":::", "a"}, "--colsep splits the lines"},
+      {{"--colsep", "", "echo"}, "--colsep: the separator is empty"},
       {{"echo", "::::", "f"}, "'::::' is not supported"},
       {{"-a", "f", "echo", ":::", "x"}, "-a/--arg-file and ::: both"},
       {{"-a", "f", "-a", "g", "x"}, "-a: given twice ('g')"},

@@ -154,6 +154,72 @@ static void exec_mode(void **state) {
   cli_command_free(&c);
 }
 
+static char *expand_v(const char *tmpl, const cli_values *v, bool quote) {
+  cli_sbuf b = CLI_SBUF_INIT;
+  assert_int_equal(cli_expand_values(&b, tmpl, v, 3, quote), 0);
+  return cli_sbuf_take(&b);
+}
+
+/* {N} and its slices take the Nth value; {1} of a single value is {}; a
+ * missing value is empty; what is not a placeholder stays text. */
+static void positional(void **state) {
+  (void)state;
+  const char *f[] = {"dir/a.tar.gz", "b c", "x"};
+  cli_values v = {"dir/a.tar.gz b c x", f, 3};
+  static const struct {
+    const char *tmpl, *want;
+  } cases[] = {
+      {"{1}", "dir/a.tar.gz"},
+      {"{2}", "b c"},
+      {"{3}", "x"},
+      {"{4}|{9999}", "|"},
+      {"{1.}", "dir/a.tar"},
+      {"{1/}", "a.tar.gz"},
+      {"{1//}", "dir"},
+      {"{1/.}", "a.tar"},
+      {"{}", "dir/a.tar.gz b c x"},
+      {"{#}-{2}", "3-b c"},
+      {"{0}", "{0}"},
+      {"{10000}", "{10000}"},
+      {"{1x}", "{1x}"},
+      {"{-1}", "{-1}"},
+      {"{12", "{12"},
+      {"{3}{2}{1}", "xb cdir/a.tar.gz"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char *got = expand_v(cases[i].tmpl, &v, false);
+    if (strcmp(got, cases[i].want) != 0)
+      fail_msg("%s: got '%s', want '%s'", cases[i].tmpl, got, cases[i].want);
+    ratchet_free(got);
+  }
+  char *q = expand_v("echo {2}", &v, true);
+  assert_string_equal(q, "echo 'b c'");
+  ratchet_free(q);
+  cli_values one = cli_values_one("solo.txt");
+  q = expand_v("{1}/{1.}/{2}", &one, false);
+  assert_string_equal(q, "solo.txt/solo/");
+  ratchet_free(q);
+  assert_true(cli_has_placeholder("x{12}y"));
+  assert_false(cli_has_placeholder("{0} {x} {12"));
+
+  /* Without a placeholder each value is an argument of its own. */
+  char *tokens[] = {(char *)"echo"};
+  cli_command_template t;
+  cli_err e = {{0}};
+  assert_int_equal(cli_command_template_init(&t, tokens, 1, false, &e), 0);
+  cli_command c;
+  assert_int_equal(cli_command_expand_values(&t, &v, 1, &c), 0);
+  assert_int_equal(c.argc, 4);
+  assert_string_equal(c.argv[2], "b c");
+  assert_string_equal(c.display, "echo dir/a.tar.gz 'b c' x");
+  cli_command_free(&c);
+  char *sh[] = {(char *)"echo", (char *)">"};
+  assert_int_equal(cli_command_template_init(&t, sh, 2, true, &e), 0);
+  assert_int_equal(cli_command_expand_values(&t, &v, 1, &c), 0);
+  assert_string_equal(c.argv[0], "echo > dir/a.tar.gz 'b c' x");
+  cli_command_free(&c);
+}
+
 static void shell_mode(void **state) {
   (void)state;
   char *tokens[] = {(char *)"cat {} | wc -l > {/.}.count"};
@@ -221,7 +287,7 @@ int test_template(void) {
       cmocka_unit_test(placeholders), cmocka_unit_test(shell_quoting),
       cmocka_unit_test(needs_shell),  cmocka_unit_test(exec_mode),
       cmocka_unit_test(shell_mode),   cmocka_unit_test(template_errors),
-      cmocka_unit_test(expand_oom),
+      cmocka_unit_test(expand_oom),   cmocka_unit_test(positional),
   };
   return cmocka_run_group_tests_name("template", tests, NULL, NULL);
 }
