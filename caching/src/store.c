@@ -309,10 +309,12 @@ static void cloexec_env(ratchet_store *s, const char *data, const char *lock) {
 
 /* Opens the environment in s->dir: everything but the registry. */
 /* Whether data.mdb is the start of a creation killed half-way: shorter
- * than LMDB's two meta pages, and empty or the head of a first meta page
- * (page number 0, LMDB's magic at byte 16 once that far). Such a file
- * holds no committed data and is made again; anything else that short is
- * some other file and is refused as damaged, never deleted. */
+ * than LMDB's two meta pages, and empty or the head of a first meta page:
+ * page number 0 (a size_t), the rest of the page header (8 bytes), then
+ * LMDB's magic in native byte order once the file is that long. Such a
+ * file holds no committed data and is made again; anything else that
+ * short is some other file and is refused as damaged, never deleted. */
+#define META_MAGIC_AT (sizeof(size_t) + 8)
 static bool half_created(const char *data) {
   struct stat sb;
   long page = sysconf(_SC_PAGESIZE);
@@ -320,8 +322,9 @@ static bool half_created(const char *data) {
     return false;
   if (sb.st_size == 0)
     return true;
-  unsigned char head[20];
-  size_t want = sb.st_size < 20 ? (size_t)sb.st_size : sizeof head;
+  unsigned char head[META_MAGIC_AT + 4];
+  size_t want =
+      (size_t)sb.st_size < sizeof head ? (size_t)sb.st_size : sizeof head;
   int fd = open(data, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -329,13 +332,13 @@ static bool half_created(const char *data) {
   close(fd);
   if (n < 0 || (size_t)n != want)
     return false;
-  static const unsigned char zero[8];
-  if (memcmp(head, zero, want < 8 ? want : 8) != 0)
+  static const unsigned char zero[sizeof(size_t)];
+  if (memcmp(head, zero, want < sizeof zero ? want : sizeof zero) != 0)
     return false;
   if (want < sizeof head)
     return true;
-  uint32_t magic = (uint32_t)head[16] | (uint32_t)head[17] << 8 |
-                   (uint32_t)head[18] << 16 | (uint32_t)head[19] << 24;
+  uint32_t magic;
+  memcpy(&magic, head + META_MAGIC_AT, sizeof magic);
   return magic == 0xBEEFC0DEu;
 }
 

@@ -21,7 +21,7 @@ void cli_err_set(cli_err *e, const char *fmt, ...) {
 void cli_err_prefix(cli_err *e, const char *fmt, ...) {
   if (e == NULL)
     return;
-  char head[512];
+  char head[CLI_SHOW_PATH_SIZE + 64];
   char old[sizeof e->msg];
   va_list ap;
   va_start(ap, fmt);
@@ -83,8 +83,13 @@ const char *cli_show_path(const char *path, char *buf) {
   if (n <= CLI_SHOW_PATH_MAX) {
     o = show_bytes(path, n, buf, 0);
   } else {
-    const size_t head = CLI_SHOW_PATH_MAX / 3;
-    const size_t tail = CLI_SHOW_PATH_MAX - head;
+    /* Cut between characters, not inside a UTF-8 sequence. */
+    size_t head = CLI_SHOW_PATH_MAX / 3;
+    size_t tail = CLI_SHOW_PATH_MAX - head;
+    while (head > 0 && ((unsigned char)path[head] & 0xc0) == 0x80)
+      head--;
+    while (tail > 0 && ((unsigned char)path[n - tail] & 0xc0) == 0x80)
+      tail--;
     o = show_bytes(path, head, buf, 0);
     memcpy(buf + o, "...", 3);
     o = show_bytes(path + n - tail, tail, buf, o + 3);

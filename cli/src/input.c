@@ -28,8 +28,9 @@ struct cli_input {
   char *buf;
   size_t cap, start, end;
   bool eof;
-  bool paced;    /* read() only with a credit from cli_input_readable */
-  bool may_read; /* that credit */
+  size_t scan_off; /* bytes after start already searched for sep */
+  bool paced;      /* read() only with a credit from cli_input_readable */
+  bool may_read;   /* that credit */
   /* list source */
   char *const *items;
   size_t nitems;
@@ -311,7 +312,9 @@ static int next_record(cli_input *in, const char **rec, size_t *len,
     *len = strlen(*rec);
     return 1;
   }
-  size_t scanned = in->start;
+  /* A paced reader comes back after each read: the part of a long record
+   * already searched is not searched again. */
+  size_t scanned = in->start + in->scan_off;
   for (;;) {
     char *hit = memchr(in->buf + scanned, in->sep, in->end - scanned);
     if (hit != NULL) {
@@ -319,9 +322,11 @@ static int next_record(cli_input *in, const char **rec, size_t *len,
       size_t n = (size_t)(hit - r);
       in->start = (size_t)(hit - in->buf) + 1;
       in->unterminated = false;
+      in->scan_off = 0;
       return give(in, r, n, rec, len, e);
     }
     if (in->eof) {
+      in->scan_off = 0;
       if (in->end == in->start)
         return 0;
       char *r = in->buf + in->start;
@@ -331,6 +336,7 @@ static int next_record(cli_input *in, const char **rec, size_t *len,
       return give(in, r, n, rec, len, e); /* buf has room for the NUL */
     }
     size_t pending = in->end - in->start;
+    in->scan_off = pending; /* fill keeps the bytes from start on */
     int rc = fill(in, e);
     if (rc != 0)
       return rc;

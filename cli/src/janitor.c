@@ -69,9 +69,10 @@
 
 #include "ratchet/alloc.h"
 
-#define SWEEP_PAUSE_MS 20
-#define SWEEP_MAX_MS   10000
-#define ACK_WAIT_MS    5000
+#define SWEEP_PAUSE_MS      20
+#define SWEEP_MAX_MS        10000
+#define ACK_WAIT_MS         5000
+#define WORKER_SWEEP_MAX_MS 2000
 
 /* ---- matching the marker ---------------------------------------------- */
 
@@ -477,7 +478,18 @@ unsigned cli_janitor_sweep_worker(const char *id, pid_t worker) {
     return 0;
   char tok[CLI_JANITOR_ID_MAX + 24];
   worker_token(tok, sizeof tok, id, (long)worker);
-  return sweep(tok, 0);
+  /* Until a pass finds nothing: a dying parent may still fork, and a
+   * nested run's janitor killed here no longer sweeps its own run. */
+  unsigned total = 0;
+  for (long waited = 0; waited < WORKER_SWEEP_MAX_MS;
+       waited += SWEEP_PAUSE_MS) {
+    unsigned n = sweep(tok, 0);
+    if (n == 0)
+      break;
+    total += n;
+    pause_ms(SWEEP_PAUSE_MS);
+  }
+  return total;
 }
 
 /* Writes the byte without dying of SIGPIPE if the janitor is gone: the

@@ -133,7 +133,7 @@ typedef struct run {
   int signal;      /* the first SIGINT/SIGTERM, 0: none */
   bool fatal;      /* exit 255 */
   bool fatal_pool; /* the pool gave up: per-task errors are noise */
-  char fatal_msg[1200];
+  char fatal_msg[2400];
   uint64_t seen_stderr[16]; /* hashes of worker stderr lines shown */
   unsigned n_seen;
   cli_log log;  /* every diagnostic line (log.h) */
@@ -670,6 +670,49 @@ static bool first_time(run *r, const char *line) {
   return true;
 }
 
+/* A sweep for what a dead worker's commands left (janitor.h), on libuv's
+ * thread pool. */
+typedef struct sweep_req {
+  uv_work_t req;
+  run *r;
+  char id[CLI_JANITOR_ID_MAX];
+  int32_t worker;
+  int pid;
+  unsigned killed;
+} sweep_req;
+
+static void sweep_work(uv_work_t *w) {
+  sweep_req *q = w->data;
+  q->killed = cli_janitor_sweep_worker(q->id, (pid_t)q->pid);
+}
+
+static void sweep_done(uv_work_t *w, int status) {
+  sweep_req *q = w->data;
+  if (status == 0 && q->killed > 0) {
+    cli_log_fields lf = CLI_LOG_FIELDS_INIT;
+    lf.worker = q->worker;
+    lf.event = "orphans_killed";
+    cli_log_msg(&q->r->log, CLI_LOG_INFO, &lf,
+                "worker %d (pid %d) died: killed %u process%s its tasks "
+                "had left",
+                (int)q->worker, q->pid, q->killed, q->killed == 1 ? "" : "es");
+  }
+  ratchet_free(q);
+}
+
+static void sweep_worker(run *r, int32_t worker, int pid) {
+  sweep_req *q = ratchet_calloc(1, sizeof *q);
+  if (q == NULL)
+    return; /* the janitor ends them with the run */
+  q->req.data = q;
+  q->r = r;
+  memcpy(q->id, r->jan->id, sizeof q->id);
+  q->worker = worker;
+  q->pid = pid;
+  if (uv_queue_work(&r->loop, &q->req, sweep_work, sweep_done) != 0)
+    ratchet_free(q);
+}
+
 /* Events seen inline on the loop: retries for the progress line, worker
  * stderr, and the pool giving up. */
 static void on_event(void *ctx, const ratchet_event *ev) {
@@ -701,18 +744,11 @@ static void on_event(void *ctx, const ratchet_event *ev) {
     return;
   case RATCHET_EV_WORKER_EXITED:
     /* Its commands died with it (parent-death signal); what they started
-     * would run on beside the retry: end it now (janitor.h). */
-    if (r->jan != NULL && ev->pid > 0) {
-      unsigned n = cli_janitor_sweep_worker(r->jan->id, (pid_t)ev->pid);
-      if (n > 0) {
-        lf.worker = ev->worker;
-        lf.event = "orphans_killed";
-        cli_log_msg(&r->log, CLI_LOG_INFO, &lf,
-                    "worker %d (pid %d) ended: killed %u process%s its "
-                    "tasks had left",
-                    (int)ev->worker, ev->pid, n, n == 1 ? "" : "es");
-      }
-    }
+     * would run on beside the retry: end it now (janitor.h). Only for a
+     * worker that died - one that was told to stop ran nothing - and off
+     * the loop: the sweep reads every process's environment. */
+    if (r->jan != NULL && ev->pid > 0 && (ev->signal != 0 || ev->status != 0))
+      sweep_worker(r, ev->worker, ev->pid);
     break;
   case RATCHET_EV_POOL_FAILED:
     r->fatal_pool = true;

@@ -184,6 +184,45 @@ static void colsep(void **state) {
   cli_input_free(in);
 }
 
+/* Paced: one read per cli_input_readable, -EAGAIN in between; a record
+ * longer than many reads comes out whole, and so does the next one. */
+static void paced_long_record(void **state) {
+  (void)state;
+  size_t big = 300000;
+  char *text = ratchet_malloc(big + 8);
+  memset(text, 'a', big);
+  memcpy(text + big, "\nb\nc", 5);
+  cli_input *in = open_text(text, big + 4, '\n');
+  cli_input_set_paced(in);
+  const char *rec;
+  size_t len;
+  cli_err e = {{0}};
+  unsigned waits = 0;
+  int rc;
+  while ((rc = cli_input_next(in, &rec, &len, &e)) == -EAGAIN) {
+    waits++;
+    cli_input_readable(in);
+  }
+  assert_int_equal(rc, 1);
+  assert_true(waits >= 3); /* 64 KiB at first, the buffer doubling */
+  assert_int_equal(len, big);
+  assert_memory_equal(rec, text, big);
+  while ((rc = cli_input_next(in, &rec, &len, &e)) == -EAGAIN)
+    cli_input_readable(in);
+  assert_int_equal(rc, 1);
+  assert_string_equal(rec, "b");
+  while ((rc = cli_input_next(in, &rec, &len, &e)) == -EAGAIN)
+    cli_input_readable(in);
+  assert_int_equal(rc, 1);
+  assert_string_equal(rec, "c");
+  assert_true(cli_input_unterminated(in));
+  while ((rc = cli_input_next(in, &rec, &len, &e)) == -EAGAIN)
+    cli_input_readable(in);
+  assert_int_equal(rc, 0);
+  cli_input_free(in);
+  ratchet_free(text);
+}
+
 static void pipe_input(void **state) {
   (void)state;
   int p[2];
@@ -216,7 +255,7 @@ int test_input(void) {
       cmocka_unit_test(nul_in_line),    cmocka_unit_test(long_records),
       cmocka_unit_test(empty_and_list), cmocka_unit_test(pipe_input),
       cmocka_unit_test(missing_file),   cmocka_unit_test(combinations),
-      cmocka_unit_test(colsep),
+      cmocka_unit_test(colsep),         cmocka_unit_test(paced_long_record),
   };
   return cmocka_run_group_tests_name("input", tests, NULL, NULL);
 }

@@ -171,7 +171,7 @@ class Inputs(Base):
         # queue): the line's task runs and its output is printed while
         # stdin is still open; a timeout is enforced meanwhile too. The
         # next line is only written once the previous output was seen.
-        p = subprocess.Popen([ARGS.ratchet, "run", "--timeout", "300ms",
+        p = subprocess.Popen([ARGS.ratchet, "run", "--timeout", "2s",
                               "sh", "-c", 'echo "got $0"; [ "$0" != slow ] '
                               '|| sleep 30'],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
