@@ -87,32 +87,51 @@ static int expand_shell(const cli_command_template *t, const cli_values *v,
   return 0;
 }
 
+/* How many arguments token i becomes: one per value for an argument that
+ * is exactly {} (or a slice of it) when the input has several values. */
+static size_t token_args(const cli_command_template *t, size_t i,
+                         const cli_values *v) {
+  bool several = v->fields != NULL && v->n > 0;
+  return several && cli_is_value_placeholder(t->tokens[i]) ? v->n : 1;
+}
+
+/* Adds argument s (taken) to out and its quoted form to disp. */
+static int add_arg(cli_command *out, cli_sbuf *disp, char *s) {
+  int rc = s != NULL ? 0 : -ENOMEM;
+  if (rc == 0 && out->argc > 0)
+    rc = cli_sbuf_addc(disp, ' ');
+  if (rc == 0)
+    rc = cli_shell_quote(disp, s);
+  if (rc != 0) {
+    ratchet_free(s);
+    return -ENOMEM;
+  }
+  out->argv[out->argc++] = s;
+  return 0;
+}
+
 static int expand_exec(const cli_command_template *t, const cli_values *v,
                        uint64_t seq, cli_command *out) {
-  size_t argc = t->ntokens + n_appended(t, v);
+  size_t argc = n_appended(t, v);
+  for (size_t i = 0; i < t->ntokens; i++)
+    argc += token_args(t, i, v);
   out->argv = ratchet_calloc(argc + 1, sizeof *out->argv);
   if (out->argv == NULL)
     return -ENOMEM;
   cli_sbuf b = CLI_SBUF_INIT;
   cli_sbuf disp = CLI_SBUF_INIT;
   int rc = 0;
-  for (size_t i = 0; rc == 0 && i < argc; i++) {
-    if (i < t->ntokens)
-      rc = cli_expand_values(&b, t->tokens[i], v, seq, false);
-    else
-      rc = cli_sbuf_adds(&b, appended(v, i - t->ntokens));
-    if (rc == 0 && i > 0)
-      rc = cli_sbuf_addc(&disp, ' ');
-    if (rc == 0)
-      rc = cli_shell_quote(&disp, cli_sbuf_str(&b));
-    if (rc == 0) {
-      out->argv[i] = cli_sbuf_take(&b);
-      if (out->argv[i] == NULL)
-        rc = -ENOMEM;
-      else
-        out->argc = i + 1;
+  for (size_t i = 0; rc == 0 && i < t->ntokens; i++) {
+    size_t n = token_args(t, i, v);
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+      cli_values one = cli_values_one(n > 1 ? v->fields[k] : v->all);
+      rc = cli_expand_values(&b, t->tokens[i], n > 1 ? &one : v, seq, false);
+      if (rc == 0)
+        rc = add_arg(out, &disp, cli_sbuf_take(&b));
     }
   }
+  for (size_t k = 0, n = n_appended(t, v); rc == 0 && k < n; k++)
+    rc = add_arg(out, &disp, cli_strdup(appended(v, k)));
   if (rc == 0) {
     out->display = cli_sbuf_take(&disp);
     if (out->display == NULL)

@@ -86,9 +86,11 @@ const char *cli_show_path(const char *path, char *buf) {
     /* Cut between characters, not inside a UTF-8 sequence. */
     size_t head = CLI_SHOW_PATH_MAX / 3;
     size_t tail = CLI_SHOW_PATH_MAX - head;
-    while (head > 0 && ((unsigned char)path[head] & 0xc0) == 0x80)
+    /* At most 3 bytes back: a path that is not UTF-8 is cut anyway. */
+    for (int k = 0; k < 3 && ((unsigned char)path[head] & 0xc0) == 0x80; k++)
       head--;
-    while (tail > 0 && ((unsigned char)path[n - tail] & 0xc0) == 0x80)
+    for (int k = 0; k < 3 && ((unsigned char)path[n - tail] & 0xc0) == 0x80;
+         k++)
       tail--;
     o = show_bytes(path, head, buf, 0);
     memcpy(buf + o, "...", 3);

@@ -45,7 +45,10 @@ struct cli_input {
   /* the values of the record last returned */
   char *colsep;
   size_t colsep_len;
-  cli_sbuf joined; /* several lists: the record; --colsep: the fields */
+  cli_sbuf joined;   /* several lists: the record, values joined by spaces */
+  cli_sbuf cols;     /* --colsep: copies of the values, cut into columns */
+  const char **vals; /* several lists: the current values */
+  size_t *lens;      /* and their lengths */
   const char **fields;
   size_t nfields, cap_fields;
   bool unterminated; /* the last record returned had no separator */
@@ -118,8 +121,10 @@ int cli_input_from_lists(char *const *items, const cli_input_group *groups,
   in->set_len = ratchet_calloc(ngroups, sizeof *in->set_len);
   in->idx = ratchet_calloc(ngroups, sizeof *in->idx);
   in->fields = ratchet_calloc(ngroups, sizeof *in->fields);
+  in->vals = ratchet_calloc(ngroups, sizeof *in->vals);
+  in->lens = ratchet_calloc(ngroups, sizeof *in->lens);
   if (in->set_of == NULL || in->set_len == NULL || in->idx == NULL ||
-      in->fields == NULL) {
+      in->fields == NULL || in->vals == NULL || in->lens == NULL) {
     cli_input_free(in);
     *out = NULL;
     return -ENOMEM;
@@ -129,7 +134,9 @@ int cli_input_from_lists(char *const *items, const cli_input_group *groups,
     if (g > 0 && !groups[g].linked)
       in->nsets++;
     in->set_of[g] = in->nsets;
-    if (groups[g].n > in->set_len[in->nsets])
+    /* Linked lists go side by side as far as the shortest (GNU
+     * parallel's :::+). */
+    if (!groups[g].linked || groups[g].n < in->set_len[in->nsets])
       in->set_len[in->nsets] = groups[g].n;
   }
   in->nsets++;
@@ -149,6 +156,59 @@ void cli_input_fields(const cli_input *in, const char *const **fields,
                       size_t *n) {
   *fields = in->nfields > 0 ? in->fields : NULL;
   *n = in->nfields;
+}
+
+static int push_field(cli_input *in, const char *f) {
+  if (in->nfields == in->cap_fields) {
+    size_t cap = in->cap_fields ? in->cap_fields * 2 : 8;
+    const char **v = ratchet_realloc(in->fields, cap * sizeof *v);
+    if (v == NULL)
+      return -ENOMEM;
+    in->fields = v;
+    in->cap_fields = cap;
+  }
+  in->fields[in->nfields++] = f;
+  return 0;
+}
+
+/* The fields of a record whose values are vals[0..n): with --colsep each
+ * value cut into its columns (copies in in->cols), else the values
+ * themselves when there are several; none for a single plain value. */
+static int make_fields(cli_input *in, const char *const *vals,
+                       const size_t *lens, size_t n) {
+  in->nfields = 0;
+  if (in->colsep == NULL) {
+    for (size_t i = 0; n > 1 && i < n; i++)
+      if (push_field(in, vals[i]) != 0)
+        return -ENOMEM;
+    return 0;
+  }
+  /* Copy first, cut after: the copies do not move while being cut. */
+  cli_sbuf_reset(&in->cols);
+  for (size_t i = 0; i < n; i++)
+    if (cli_sbuf_add(&in->cols, vals[i], lens[i]) != 0 ||
+        cli_sbuf_addc(&in->cols, '\0') != 0)
+      return -ENOMEM;
+  char *p = in->cols.data;
+  for (size_t i = 0; i < n; i++) {
+    char *seg = p, *end = p + lens[i];
+    for (;;) {
+      if (push_field(in, seg) != 0)
+        return -ENOMEM;
+      char *hit = NULL;
+      for (char *q = seg; q + in->colsep_len <= end; q++)
+        if (memcmp(q, in->colsep, in->colsep_len) == 0) {
+          hit = q;
+          break;
+        }
+      if (hit == NULL)
+        break;
+      *hit = '\0';
+      seg = hit + in->colsep_len;
+    }
+    p = end + 1;
+  }
+  return 0;
 }
 
 /* The next combination of several lists, joined into in->joined. */
@@ -173,56 +233,25 @@ static int next_combination(cli_input *in, const char **rec, size_t *len) {
   if (in->exhausted)
     return 0;
   cli_sbuf_reset(&in->joined);
+  size_t *lens = in->lens;
   int rc = 0;
   for (size_t g = 0; rc == 0 && g < in->ngroups; g++) {
     const cli_input_group *gr = &in->groups[g];
-    const char *v = in->items[gr->first + in->idx[in->set_of[g]] % gr->n];
-    in->fields[g] = v;
+    in->vals[g] = in->items[gr->first + in->idx[in->set_of[g]]];
+    lens[g] = strlen(in->vals[g]);
     if (g > 0)
       rc = cli_sbuf_addc(&in->joined, ' ');
     if (rc == 0)
-      rc = cli_sbuf_adds(&in->joined, v);
+      rc = cli_sbuf_add(&in->joined, in->vals[g], lens[g]);
   }
+  if (rc == 0)
+    rc = make_fields(in, in->vals, lens, in->ngroups);
   if (rc != 0)
     return rc;
-  in->nfields = in->ngroups;
   in->count++;
   *rec = cli_sbuf_str(&in->joined);
   *len = in->joined.len;
   return 1;
-}
-
-/* --colsep: the record's fields, copied and cut at each separator. */
-static int split_fields(cli_input *in, const char *rec, size_t len) {
-  cli_sbuf_reset(&in->joined);
-  int rc = cli_sbuf_add(&in->joined, rec, len);
-  if (rc != 0)
-    return rc;
-  char *p = in->joined.data, *end = p + len;
-  size_t n = 0;
-  for (;;) {
-    if (n == in->cap_fields) {
-      size_t cap = in->cap_fields ? in->cap_fields * 2 : 8;
-      const char **f = ratchet_realloc(in->fields, cap * sizeof *f);
-      if (f == NULL)
-        return -ENOMEM;
-      in->fields = f;
-      in->cap_fields = cap;
-    }
-    in->fields[n++] = p;
-    char *hit = NULL;
-    for (char *q = p; q + in->colsep_len <= end; q++)
-      if (memcmp(q, in->colsep, in->colsep_len) == 0) {
-        hit = q;
-        break;
-      }
-    if (hit == NULL)
-      break;
-    *hit = '\0';
-    p = hit + in->colsep_len;
-  }
-  in->nfields = n;
-  return 0;
 }
 
 /* Reads more bytes after in->end, growing or compacting first; -EAGAIN
@@ -296,7 +325,7 @@ int cli_input_next(cli_input *in, const char **rec, size_t *len, cli_err *e) {
     return rc;
   }
   int rc = next_record(in, rec, len, e);
-  if (rc == 1 && in->colsep != NULL && split_fields(in, *rec, *len) != 0) {
+  if (rc == 1 && in->colsep != NULL && make_fields(in, rec, len, 1) != 0) {
     cli_err_set(e, "out of memory");
     return -ENOMEM;
   }
@@ -376,6 +405,9 @@ void cli_input_free(cli_input *in) {
   ratchet_free(in->fields);
   ratchet_free(in->colsep);
   cli_sbuf_free(&in->joined);
+  cli_sbuf_free(&in->cols);
+  ratchet_free(in->vals);
+  ratchet_free(in->lens);
   ratchet_free(in->name);
   ratchet_free(in->buf);
   ratchet_free(in);

@@ -72,7 +72,7 @@
 #define SWEEP_PAUSE_MS      20
 #define SWEEP_MAX_MS        10000
 #define ACK_WAIT_MS         5000
-#define WORKER_SWEEP_MAX_MS 2000
+#define WORKER_SWEEP_PASSES 5
 
 /* ---- matching the marker ---------------------------------------------- */
 
@@ -478,18 +478,19 @@ unsigned cli_janitor_sweep_worker(const char *id, pid_t worker) {
     return 0;
   char tok[CLI_JANITOR_ID_MAX + 24];
   worker_token(tok, sizeof tok, id, (long)worker);
-  /* Until a pass finds nothing: a dying parent may still fork, and a
-   * nested run's janitor killed here no longer sweeps its own run. */
-  unsigned total = 0;
-  for (long waited = 0; waited < WORKER_SWEEP_MAX_MS;
-       waited += SWEEP_PAUSE_MS) {
-    unsigned n = sweep(tok, 0);
-    if (n == 0)
-      break;
-    total += n;
+  /* Again until a pass finds nothing (a dying parent may still fork, and
+   * a nested run's janitor killed here no longer sweeps its own run), a
+   * few passes at most: a process stuck in the kernel shows its
+   * environment after SIGKILL, and would be found again and again. What
+   * is left the janitor ends with the run. The first pass's count is
+   * what is reported. */
+  unsigned first = sweep(tok, 0);
+  unsigned n = first;
+  for (int pass = 1; n > 0 && pass < WORKER_SWEEP_PASSES; pass++) {
     pause_ms(SWEEP_PAUSE_MS);
+    n = sweep(tok, 0);
   }
-  return total;
+  return first;
 }
 
 /* Writes the byte without dying of SIGPIPE if the janitor is gone: the

@@ -68,8 +68,9 @@ int cli_janitor_mark_worker(void);
  * For `ratchet run`, when worker pid of run id has died: SIGKILLs every
  * process of our user that carries its token - what its commands left
  * behind, which would otherwise run on beside the task's retry until the
- * run ends. Sweeps /proc until a pass finds nothing (at most about 2 s);
- * returns how many were killed. It reads other processes' environments,
+ * run ends. Sweeps /proc until a pass finds nothing (5 passes at most,
+ * 20 ms apart); returns how many the first pass killed. It reads other
+ * processes' environments,
  * which can block: call it off the event loop.
  */
 unsigned cli_janitor_sweep_worker(const char *id, pid_t worker);

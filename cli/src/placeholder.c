@@ -66,12 +66,26 @@ static ph match(const char *s, size_t *len, size_t *pos) {
   return PH_NONE;
 }
 
+/* A '{' right after a '$' is the shell's (${1}, ${#}), never ours: a
+ * script written for `sh -c '...' _ {}` keeps working. */
+static bool at_placeholder(const char *start, const char *p) {
+  return *p == '{' && !(p > start && p[-1] == '$');
+}
+
 bool cli_has_placeholder(const char *s) {
   size_t len, pos;
-  for (; *s != '\0'; s++)
-    if (*s == '{' && match(s, &len, &pos) != PH_NONE)
+  for (const char *p = s; *p != '\0'; p++)
+    if (at_placeholder(s, p) && match(p, &len, &pos) != PH_NONE)
       return true;
   return false;
+}
+
+bool cli_is_value_placeholder(const char *tok) {
+  size_t len, pos;
+  if (*tok != '{')
+    return false;
+  ph kind = match(tok, &len, &pos);
+  return kind != PH_NONE && kind != PH_SEQ && pos == 0 && tok[len] == '\0';
 }
 
 static int add_value(cli_sbuf *b, const char *p, size_t len, bool quote) {
@@ -151,14 +165,24 @@ int cli_expand_values(cli_sbuf *b, const char *tmpl, const cli_values *v,
   const char *p = tmpl;
   while (*p != '\0') {
     size_t len, pos;
-    ph kind = *p == '{' ? match(p, &len, &pos) : PH_NONE;
+    ph kind = at_placeholder(tmpl, p) ? match(p, &len, &pos) : PH_NONE;
     if (kind == PH_NONE) {
       p++;
       continue;
     }
     int rc = cli_sbuf_add(b, lit, (size_t)(p - lit));
-    if (rc == 0)
+    if (rc == 0 && kind != PH_SEQ && pos == 0 && v->fields != NULL &&
+        v->n > 0) {
+      /* {} of several values: each value (sliced, quoted) in turn. */
+      for (size_t k = 0; rc == 0 && k < v->n; k++) {
+        if (k > 0)
+          rc = cli_sbuf_addc(b, ' ');
+        if (rc == 0)
+          rc = add_placeholder(b, kind, v->fields[k], seq, quote);
+      }
+    } else if (rc == 0) {
       rc = add_placeholder(b, kind, value_at(v, pos), seq, quote);
+    }
     if (rc != 0)
       return rc;
     p += len;

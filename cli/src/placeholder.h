@@ -11,9 +11,12 @@
  *         ::: list, or per column with --colsep); {N.} {N/} {N//} {N/.}
  *         slice it as above. With a single value {1} is {}; a value that
  *         does not exist is empty.
- * The extension is the text from the last "." of the base name, unless that
- * dot starts the base name (".bashrc" has none). Any other text in braces,
- * like awk's '{print $1}', is left as it is.
+ * With several values {} and its slices stand for every value in turn,
+ * each sliced (and quoted) on its own, separated by spaces, as GNU
+ * parallel does. The extension is the text from the last "." of the base
+ * name, unless that dot starts the base name (".bashrc" has none). Any
+ * other text in braces, like awk's '{print $1}', is left as it is, and so
+ * is a brace right after a '$' (the shell's ${1}, ${#}).
  */
 #ifndef RATCHET_CLI_PLACEHOLDER_H
 #define RATCHET_CLI_PLACEHOLDER_H
@@ -39,6 +42,10 @@ static inline cli_values cli_values_one(const char *s) {
 
 /* True if s contains at least one placeholder. */
 bool cli_has_placeholder(const char *s);
+
+/* True if tok is exactly one of {} {.} {/} {//} {/.}: without a shell,
+ * such an argument becomes one argument per value. */
+bool cli_is_value_placeholder(const char *tok);
 
 /*
  * Appends tmpl to b with every placeholder replaced by its value for input

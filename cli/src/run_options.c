@@ -117,7 +117,7 @@ static const cli_opt_def defs[] = {
   {"null", '0', CLI_ARG_NONE, OPT_NULL, NULL,
    "inputs are separated by NUL bytes, not newlines"},
   {"colsep", 0, CLI_ARG_REQUIRED, OPT_COLSEP, "SEP",
-   "split each input line at SEP into {1} {2} ... (\\t: a tab)"},
+   "split each input at SEP into {1} {2} ... (\\t: a tab)"},
   {"arg-file", 'a', CLI_ARG_REQUIRED, OPT_ARG_FILE, "FILE",
    "read inputs from FILE instead of stdin"},
   {"plugin", 0, CLI_ARG_REQUIRED, OPT_PLUGIN, "FILE.so",
@@ -557,15 +557,6 @@ static int take_operands(cli_run_options *o, int argc, char **argv, int first,
   }
   if (rc != 0)
     return rc;
-  for (size_t g = 1; g < o->n_groups; g++)
-    if (o->groups[g].linked &&
-        (o->groups[g].n == 0) != (o->groups[g - 1].n == 0)) {
-      cli_err_set(e,
-                  "':::+' list %zu is linked to list %zu, but one of them "
-                  "is empty",
-                  g + 1, g);
-      return -EINVAL;
-    }
   if (in_list) {
     if (o->arg_file != NULL) {
       cli_err_set(e, "-a/--arg-file and ::: both give inputs: use one");
@@ -578,9 +569,13 @@ static int take_operands(cli_run_options *o, int argc, char **argv, int first,
 
 static int check(cli_run_options *o, cli_err *e) {
   char show[CLI_SHOW_SIZE];
-  if (o->input == CLI_INPUT_LIST && o->colsep != NULL) {
-    cli_err_set(e, "--colsep splits the lines of stdin or -a FILE; with "
-                   "::: give each column as a ::: list of its own");
+  if (o->kind != NULL && (o->colsep != NULL || o->n_groups > 1)) {
+    cli_err_set(e,
+                "--kind gives each input to the handler as one payload: "
+                "%s inputs into values, which only a COMMAND "
+                "can take ({1} {2} ...)",
+                o->colsep != NULL ? "--colsep splits"
+                                  : "several ::: lists split");
     return -EINVAL;
   }
   if ((o->plugin == NULL) != (o->kind == NULL)) {

@@ -200,16 +200,24 @@ class Inputs(Base):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout.decode().splitlines(),
                          ["1-a", "2-a", "1-b c", "2-b c"])
-        # :::+ goes side by side; without a placeholder each value is an
-        # argument of its own.
+        # :::+ goes side by side as far as the shortest list; without a
+        # placeholder each value is an argument of its own, and so is each
+        # value of an argument that is exactly {}.
         r = ratchet("run", "-k", "printf", "[%s]", ":::", "x", "y", "z",
                     ":::+", "1 1", "2")
-        self.assertEqual(r.stdout, b"[x][1 1][y][2][z][1 1]")
-        # --colsep cuts each line of stdin; {} is the whole line.
+        self.assertEqual(r.stdout, b"[x][1 1][y][2]")
+        r = ratchet("run", "-k", "printf", "<%s>", "{}", ":::", "a b", ":::",
+                    "c")
+        self.assertEqual(r.stdout, b"<a b><c>")
+        # --colsep cuts each line of stdin into values.
         r = ratchet("run", "-k", "--colsep", "\\t", "echo", "{3}:{1}:{}",
                     stdin=b"a\tb\tc\nd\te\n")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout, b"c:a:a\tb\tc\n:d:d\te\n")
+        self.assertEqual(r.stdout, b"c:a:a b c\n:d:d e\n")
+        # The shell's ${1} is not a placeholder: the input is appended.
+        r = ratchet("run", "-k", "sh", "-c", 'echo "got ${1}"', "_", ":::",
+                    'x"; echo INJECTED; "')
+        self.assertEqual(r.stdout, b'got x"; echo INJECTED; "\n')
         # Through a shell every value is quoted, and the cache tells the
         # combinations apart.
         cache = self.path("cache")

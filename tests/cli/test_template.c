@@ -185,6 +185,12 @@ static void positional(void **state) {
       {"{-1}", "{-1}"},
       {"{12", "{12"},
       {"{3}{2}{1}", "xb cdir/a.tar.gz"},
+      /* {} and its slices: every value, each sliced on its own. */
+      {"{.}", "dir/a.tar b c x"},
+      {"{/}", "a.tar.gz b c x"},
+      /* The shell's own braces after '$' stay as they are. */
+      {"${1} ${#} ${}", "${1} ${#} ${}"},
+      {"$${2}", "$${2}"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     char *got = expand_v(cases[i].tmpl, &v, false);
@@ -195,12 +201,36 @@ static void positional(void **state) {
   char *q = expand_v("echo {2}", &v, true);
   assert_string_equal(q, "echo 'b c'");
   ratchet_free(q);
+  q = expand_v("touch {}", &v, true); /* each value quoted apart */
+  assert_string_equal(q, "touch dir/a.tar.gz 'b c' x");
+  ratchet_free(q);
+  assert_false(cli_has_placeholder("sh -c 'echo ${1}'"));
+  assert_true(cli_is_value_placeholder("{/.}"));
+  assert_false(cli_is_value_placeholder("{1}"));
+  assert_false(cli_is_value_placeholder("{#}"));
+  assert_false(cli_is_value_placeholder("x{}"));
   cli_values one = cli_values_one("solo.txt");
   q = expand_v("{1}/{1.}/{2}", &one, false);
   assert_string_equal(q, "solo.txt/solo/");
   ratchet_free(q);
   assert_true(cli_has_placeholder("x{12}y"));
   assert_false(cli_has_placeholder("{0} {x} {12"));
+
+  /* Without a shell an argument that is exactly {} becomes one argument
+   * per value; one with more text around it, one argument. */
+  char *tv[] = {(char *)"touch", (char *)"{}", (char *)"-{1}-{}"};
+  cli_command_template tt;
+  cli_err te = {{0}};
+  assert_int_equal(cli_command_template_init(&tt, tv, 3, false, &te), 0);
+  cli_command tc;
+  assert_int_equal(cli_command_expand_values(&tt, &v, 1, &tc), 0);
+  assert_int_equal(tc.argc, 5);
+  assert_string_equal(tc.argv[1], "dir/a.tar.gz");
+  assert_string_equal(tc.argv[2], "b c");
+  assert_string_equal(tc.argv[3], "x");
+  assert_string_equal(tc.argv[4], "-dir/a.tar.gz-dir/a.tar.gz b c x");
+  assert_null(tc.argv[5]);
+  cli_command_free(&tc);
 
   /* Without a placeholder each value is an argument of its own. */
   char *tokens[] = {(char *)"echo"};
