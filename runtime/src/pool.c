@@ -352,9 +352,16 @@ static bool proc_has_room(const proc *p) {
 }
 
 /* A task's deadline in loop time: task_timeout_ms from now, or its own
- * deadline_unix_ms, whichever comes first; 0 for none. */
+ * deadline_unix_ms, whichever comes first; 0 for none. The Cancel for a
+ * deadline must not reach the worker before the worker itself sees the
+ * deadline pass, or the attempt ends CANCELLED instead of TIMEOUT: so the
+ * loop's time is brought up to date first (it is the start of this loop
+ * iteration, maybe milliseconds old) and the deadline, a whole
+ * millisecond, is rounded up by one. */
 static uint64_t task_deadline_ms(ratchet_pool *pool,
                                  const Ratchet__V1__Task *task) {
+  if (task->deadline_unix_ms != 0)
+    uv_update_time(pool->loop);
   uint64_t now = uv_now(pool->loop), d = 0;
   if (pool->o.task_timeout_ms != 0)
     d = now + pool->o.task_timeout_ms;
@@ -364,7 +371,7 @@ static uint64_t task_deadline_ms(ratchet_pool *pool,
     uint64_t wall =
         (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     uint64_t own =
-        now +
+        now + 1 +
         (task->deadline_unix_ms > wall ? task->deadline_unix_ms - wall : 0);
     if (own == 0)
       own = 1;

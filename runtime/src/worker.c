@@ -505,10 +505,14 @@ static enum stop_reason stop_reason_now(const ratchet_task_ctx *ctx) {
     return STOP_END;
   if (w->eof)
     return STOP_EOF;
-  if (ctx->stop != STOP_NONE)
+  bool past_deadline = ctx->task->deadline_unix_ms != 0 &&
+                       unix_now_ms() >= ctx->task->deadline_unix_ms;
+  /* A Cancel read once the deadline has passed is the orchestrator
+   * enforcing that deadline: the attempt timed out. */
+  if (ctx->stop != STOP_NONE &&
+      !(ctx->stop == STOP_CANCEL && past_deadline && !ctx->observed))
     return ctx->stop;
-  if (ctx->task->deadline_unix_ms != 0 &&
-      unix_now_ms() >= ctx->task->deadline_unix_ms)
+  if (past_deadline)
     return STOP_DEADLINE;
   if (w->shutdown && ratchet_now_ns() >= w->grace_end_ns)
     return STOP_GRACE;
@@ -865,7 +869,7 @@ bool ratchet_task_cancelled(ratchet_task_ctx *ctx) {
   }
   if (r == STOP_NONE)
     return false;
-  if (ctx->stop == STOP_NONE)
+  if (ctx->stop == STOP_NONE || (ctx->stop == STOP_CANCEL && !ctx->observed))
     ctx->stop = r;
   ctx->observed = true;
   return true;
