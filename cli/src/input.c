@@ -42,6 +42,7 @@ struct cli_input {
   size_t *set_len; /* each set's length: its longest list */
   size_t *idx;     /* each set's position */
   bool started, exhausted;
+  bool wrap; /* --link: shorter lists start over */
   /* the values of the record last returned */
   char *colsep;
   size_t colsep_len;
@@ -107,7 +108,7 @@ int cli_input_from_list(char *const *items, size_t n, cli_input **out) {
 }
 
 int cli_input_from_lists(char *const *items, const cli_input_group *groups,
-                         size_t ngroups, cli_input **out) {
+                         size_t ngroups, bool link, cli_input **out) {
   if (ngroups <= 1)
     return cli_input_from_list(ngroups ? items + groups[0].first : items,
                                ngroups ? groups[0].n : 0, out);
@@ -130,15 +131,24 @@ int cli_input_from_lists(char *const *items, const cli_input_group *groups,
     return -ENOMEM;
   }
   in->cap_fields = ngroups;
+  in->wrap = link;
+  bool empty = false;
   for (size_t g = 0; g < ngroups; g++) {
-    if (g > 0 && !groups[g].linked)
+    if (g > 0 && !groups[g].linked && !link)
       in->nsets++;
     in->set_of[g] = in->nsets;
-    /* Linked lists go side by side as far as the shortest (GNU
-     * parallel's :::+). */
-    if (!groups[g].linked || groups[g].n < in->set_len[in->nsets])
+    empty |= groups[g].n == 0;
+    if (link) {
+      /* --link: as far as the longest, the others starting over. */
+      if (groups[g].n > in->set_len[0])
+        in->set_len[0] = groups[g].n;
+    } else if (!groups[g].linked || groups[g].n < in->set_len[in->nsets]) {
+      /* :::+ : side by side as far as the shortest. */
       in->set_len[in->nsets] = groups[g].n;
+    }
   }
+  if (link && empty)
+    in->set_len[0] = 0;
   in->nsets++;
   return 0;
 }
@@ -237,7 +247,8 @@ static int next_combination(cli_input *in, const char **rec, size_t *len) {
   int rc = 0;
   for (size_t g = 0; rc == 0 && g < in->ngroups; g++) {
     const cli_input_group *gr = &in->groups[g];
-    in->vals[g] = in->items[gr->first + in->idx[in->set_of[g]]];
+    size_t at = in->idx[in->set_of[g]];
+    in->vals[g] = in->items[gr->first + (in->wrap ? at % gr->n : at)];
     lens[g] = strlen(in->vals[g]);
     if (g > 0)
       rc = cli_sbuf_addc(&in->joined, ' ');

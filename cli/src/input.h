@@ -46,13 +46,15 @@ typedef struct cli_input_group {
  * Records from several lists, GNU parallel's way: every combination of
  * one value from each set of linked lists, the last set varying fastest
  * (::: a b ::: 1 2 gives a 1, a 2, b 1, b 2). Lists linked with :::+ go
- * side by side, the shorter ones starting over (::: a b c :::+ 1 2 gives
- * a 1, b 2, c 1). A record's values are its fields (cli_input_fields),
- * and the record itself is them joined by spaces. items and groups are
- * borrowed. 0 and *out, or -ENOMEM.
+ * side by side as far as the shortest (::: a b c :::+ 1 2 gives a 1,
+ * b 2). With link (--link) every list goes side by side with every other,
+ * as far as the longest, the shorter ones starting over (a 1, b 2, c 1);
+ * an empty list then gives nothing. A record's values are its fields
+ * (cli_input_fields), and the record itself is them joined by spaces.
+ * items and groups are borrowed. 0 and *out, or -ENOMEM.
  */
 int cli_input_from_lists(char *const *items, const cli_input_group *groups,
-                         size_t ngroups, cli_input **out);
+                         size_t ngroups, bool link, cli_input **out);
 
 /* Splits every record at each occurrence of sep (a non-empty string) into
  * fields, --colsep's way. */

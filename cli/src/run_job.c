@@ -163,7 +163,7 @@ int cli_job_open_input(const cli_run_options *o, cli_input **out, cli_err *e) {
   int rc;
   *out = NULL;
   if (o->input == CLI_INPUT_LIST)
-    rc = cli_input_from_lists(o->inputs, o->groups, o->n_groups, out);
+    rc = cli_input_from_lists(o->inputs, o->groups, o->n_groups, o->link, out);
   else if (o->input == CLI_INPUT_FILE)
     rc = cli_input_from_file("-a", o->arg_file, sep, out, e);
   else

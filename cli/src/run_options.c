@@ -50,6 +50,7 @@ enum {
   OPT_SHELL,
   OPT_NULL,
   OPT_COLSEP,
+  OPT_LINK,
   OPT_ARG_FILE,
   OPT_PLUGIN,
   OPT_KIND,
@@ -118,6 +119,8 @@ static const cli_opt_def defs[] = {
    "inputs are separated by NUL bytes, not newlines"},
   {"colsep", 0, CLI_ARG_REQUIRED, OPT_COLSEP, "SEP",
    "split each input at SEP into {1} {2} ... (\\t: a tab)"},
+  {"link", 0, CLI_ARG_NONE, OPT_LINK, NULL,
+   "take the ::: lists side by side, shorter ones starting over"},
   {"arg-file", 'a', CLI_ARG_REQUIRED, OPT_ARG_FILE, "FILE",
    "read inputs from FILE instead of stdin"},
   {"plugin", 0, CLI_ARG_REQUIRED, OPT_PLUGIN, "FILE.so",
@@ -404,6 +407,9 @@ static int apply(cli_run_options *o, const cli_opt_def *d, const char *flag,
     return 0;
   case OPT_NULL:
     o->null_sep = on;
+    return 0;
+  case OPT_LINK:
+    o->link = on;
     return 0;
   case OPT_COLSEP: {
     /* A literal separator; "\t" (backslash, t) is the usual tab. */

@@ -105,6 +105,7 @@ typedef struct cli_run_options {
   cli_input_group *groups; /* one per ::: or :::+ list, owned */
   size_t n_groups;
   char *colsep; /* --colsep SEP: a line's values are split at SEP; NULL */
+  bool link;    /* --link: the ::: lists side by side, shorter ones wrap */
 
   char **command; /* COMMAND [ARG...], owned, NULL-terminated */
   size_t n_command;

@@ -131,7 +131,7 @@ static void combinations(void **state) {
                    (char *)"3", (char *)"x", (char *)"y"};
   cli_input_group g[] = {{0, 2, false}, {2, 3, false}};
   cli_input *in;
-  assert_int_equal(cli_input_from_lists(items, g, 2, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, g, 2, false, &in), 0);
   expect_fields(in, "a 1", 2, "a", "1");
   expect_fields(in, "a 2", 2, "a", "2");
   expect_fields(in, "a 3", 2, "a", "3");
@@ -144,7 +144,7 @@ static void combinations(void **state) {
 
   /* 1 2 3 :::+ x y, then ::: a b. */
   cli_input_group l[] = {{2, 3, false}, {5, 2, true}, {0, 2, false}};
-  assert_int_equal(cli_input_from_lists(items, l, 3, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, l, 3, false, &in), 0);
   expect_fields(in, "1 x a", 3, "1", "x", "a");
   expect_fields(in, "1 x b", 3, "1", "x", "b");
   expect_fields(in, "2 y a", 3, "2", "y", "a");
@@ -152,15 +152,29 @@ static void combinations(void **state) {
   expect_end(in); /* linked lists stop with the shortest: no 3 */
   cli_input_free(in);
 
+  /* --link: every list side by side as far as the longest, the shorter
+   * starting over; an empty list gives nothing. */
+  cli_input_group lk[] = {{2, 3, false}, {5, 2, false}, {0, 1, false}};
+  assert_int_equal(cli_input_from_lists(items, lk, 3, true, &in), 0);
+  expect_fields(in, "1 x a", 3, "1", "x", "a");
+  expect_fields(in, "2 y a", 3, "2", "y", "a");
+  expect_fields(in, "3 x a", 3, "3", "x", "a");
+  expect_end(in);
+  cli_input_free(in);
+  cli_input_group le[] = {{2, 3, false}, {5, 0, false}};
+  assert_int_equal(cli_input_from_lists(items, le, 2, true, &in), 0);
+  expect_end(in);
+  cli_input_free(in);
+
   /* An empty list: no combination at all. */
   cli_input_group z[] = {{0, 2, false}, {2, 0, false}};
-  assert_int_equal(cli_input_from_lists(items, z, 2, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, z, 2, false, &in), 0);
   expect_end(in);
   cli_input_free(in);
 
   /* One list is the plain list: no fields. */
   cli_input_group one[] = {{5, 2, false}};
-  assert_int_equal(cli_input_from_lists(items, one, 1, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, one, 1, false, &in), 0);
   expect_fields(in, "x", 0);
   expect_fields(in, "y", 0);
   expect_end(in);
@@ -227,14 +241,14 @@ static void colsep_lists(void **state) {
   char *items[] = {(char *)"a,b", (char *)"c", (char *)"d,,e"};
   cli_input_group g[] = {{0, 2, false}, {2, 1, false}};
   cli_input *in;
-  assert_int_equal(cli_input_from_lists(items, g, 2, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, g, 2, false, &in), 0);
   assert_int_equal(cli_input_set_colsep(in, ","), 0);
   expect_fields(in, "a,b d,,e", 5, "a", "b", "d", "", "e");
   expect_fields(in, "c d,,e", 4, "c", "d", "", "e");
   expect_end(in);
   cli_input_free(in);
   cli_input_group one[] = {{0, 2, false}};
-  assert_int_equal(cli_input_from_lists(items, one, 1, &in), 0);
+  assert_int_equal(cli_input_from_lists(items, one, 1, false, &in), 0);
   assert_int_equal(cli_input_set_colsep(in, ","), 0);
   expect_fields(in, "a,b", 2, "a", "b");
   expect_fields(in, "c", 1, "c");

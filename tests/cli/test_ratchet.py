@@ -181,7 +181,7 @@ class CommandLine(unittest.TestCase):
                      b"--resume", b"--resume-failed", b"--dead-letter",
                      b"--json", b"--progress", b"--quiet", b"--keep-order",
                      b"--tag", b"--shell", b"--null", b"--arg-file",
-                     b"--colsep",
+                     b"--colsep", b"--link",
                      b"--plugin", b"--kind", b"--config"):
             self.assertIn(flag, r.stdout)
 

@@ -206,6 +206,10 @@ class Inputs(Base):
         r = ratchet("run", "-k", "printf", "[%s]", ":::", "x", "y", "z",
                     ":::+", "1 1", "2")
         self.assertEqual(r.stdout, b"[x][1 1][y][2]")
+        # --link: as far as the longest, the shorter lists starting over.
+        r = ratchet("run", "-k", "--link", "printf", "[%s%s]", ":::", "x",
+                    "y", "z", ":::", "1", "2")
+        self.assertEqual(r.stdout, b"[x1][y2][z1]")
         r = ratchet("run", "-k", "printf", "<%s>", "{}", ":::", "a b", ":::",
                     "c")
         self.assertEqual(r.stdout, b"<a b><c>")
