@@ -1035,12 +1035,10 @@ static int start_orch(run *r) {
     return rc;
   }
   ratchet_subscriber_options so = RATCHET_SUBSCRIBER_OPTIONS_INIT;
-  so.types = RATCHET_EV_BIT(RATCHET_EV_DISPATCHED) |
-             RATCHET_EV_BIT(RATCHET_EV_LOST) |
-             RATCHET_EV_BIT(RATCHET_EV_RETRY) |
-             RATCHET_EV_BIT(RATCHET_EV_WORKER_STDERR) |
-             RATCHET_EV_BIT(RATCHET_EV_WORKER_EXITED) |
-             RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED) | cli_run_log_types();
+  /* What the log shows (dispatches, losses, retries and worker exits,
+   * which on_event also acts on), plus what only on_event needs. */
+  so.types = cli_run_log_types() | RATCHET_EV_BIT(RATCHET_EV_WORKER_STDERR) |
+             RATCHET_EV_BIT(RATCHET_EV_POOL_FAILED);
   /* Every task's attempts are logged at debug only: unless asked for,
    * the orchestrator need not even build those events. */
   if (!cli_log_on(&r->log, CLI_LOG_DEBUG))

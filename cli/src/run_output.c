@@ -85,49 +85,68 @@ static int write_piece(int fd, const char *tag, bool *bol, const char *p,
   return rc;
 }
 
+/* Calls fn on each piece of the file at path, read CHUNK bytes at a
+ * time; stops at fn's first non-zero return, which it returns. */
+static int each_piece(const char *path,
+                      int (*fn)(void *ctx, const char *p, size_t n),
+                      void *ctx) {
+  int in = open(path, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return -errno;
+  char *buf = ratchet_malloc(CHUNK);
+  if (buf == NULL) {
+    close(in);
+    return -ENOMEM;
+  }
+  int rc = 0;
+  for (;;) {
+    ssize_t n = read(in, buf, CHUNK);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      rc = -errno;
+    if (n <= 0)
+      break;
+    if ((rc = fn(ctx, buf, (size_t)n)) != 0)
+      break;
+  }
+  ratchet_free(buf);
+  close(in);
+  return rc;
+}
+
+/* Where copy_stream is: the output, and what it has written so far. */
+typedef struct copy_state {
+  int fd;
+  const char *tag;
+  bool bol;
+  size_t total;
+  char last;
+} copy_state;
+
+static int copy_piece(void *ctx, const char *p, size_t n) {
+  copy_state *c = ctx;
+  c->total += n;
+  c->last = p[n - 1];
+  return write_piece(c->fd, c->tag, &c->bol, p, n);
+}
+
 /* Copies one stream (memory or file) to fd. A tagged stream that does not
  * end with a newline gets one, as GNU parallel does. *open_line (if not
  * NULL) says whether fd was left in the middle of a line. */
 static int copy_stream(int fd, const char *tag, bool lines, const void *mem,
                        size_t len, const char *path, bool *open_line) {
-  bool bol = true;
+  copy_state c = {fd, tag, true, 0, '\n'};
   int rc = 0;
-  size_t total = 0;
-  char last = '\n';
-  if (path != NULL && path[0] != '\0') {
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-      return -errno;
-    char *buf = ratchet_malloc(CHUNK);
-    if (buf == NULL) {
-      close(in);
-      return -ENOMEM;
-    }
-    for (;;) {
-      ssize_t n = read(in, buf, CHUNK);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        rc = -errno;
-      if (n <= 0)
-        break;
-      total += (size_t)n;
-      last = buf[n - 1];
-      if ((rc = write_piece(fd, tag, &bol, buf, (size_t)n)) != 0)
-        break;
-    }
-    ratchet_free(buf);
-    close(in);
-  } else if (len > 0) {
-    total = len;
-    last = ((const char *)mem)[len - 1];
-    rc = write_piece(fd, tag, &bol, mem, len);
-  }
-  bool add_newline = (tag != NULL || lines) && total > 0 && last != '\n';
+  if (path != NULL && path[0] != '\0')
+    rc = each_piece(path, copy_piece, &c);
+  else if (len > 0)
+    rc = copy_piece(&c, mem, len);
+  bool add_newline = (tag != NULL || lines) && c.total > 0 && c.last != '\n';
   if (rc == 0 && add_newline)
     rc = write_all(fd, "\n", 1);
-  if (open_line != NULL && total > 0)
-    *open_line = !add_newline && last != '\n';
+  if (open_line != NULL && c.total > 0)
+    *open_line = !add_newline && c.last != '\n';
   return rc;
 }
 
@@ -171,25 +190,12 @@ static int utf8_clean(cli_sbuf *b, const unsigned char *s, size_t n) {
   return rc;
 }
 
+static int add_piece(void *ctx, const char *p, size_t n) {
+  return cli_sbuf_add(ctx, p, n);
+}
+
 static int read_file(const char *path, cli_sbuf *b) {
-  int in = open(path, O_RDONLY | O_CLOEXEC);
-  if (in < 0)
-    return -errno;
-  char buf[CHUNK];
-  int rc = 0;
-  for (;;) {
-    ssize_t n = read(in, buf, sizeof buf);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0)
-      rc = -errno;
-    if (n <= 0)
-      break;
-    if ((rc = cli_sbuf_add(b, buf, (size_t)n)) != 0)
-      break;
-  }
-  close(in);
-  return rc;
+  return each_piece(path, add_piece, b);
 }
 
 /* A JSON string of a stream; NULL on -ENOMEM. */

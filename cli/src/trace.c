@@ -104,19 +104,34 @@ static const char *cname(int status) {
   }
 }
 
+/* A new event and its args: both, or neither and the writer failed. */
+static bool new_event(writer *w, json_t **ev, json_t **args) {
+  *ev = json_object();
+  *args = json_object();
+  if (*ev != NULL && *args != NULL)
+    return true;
+  json_decref(*ev);
+  json_decref(*args);
+  w->failed = true;
+  return false;
+}
+
+/* The task an event concerns, each number left out when 0 (unknown). */
+static void put_task_args(json_t *args, uint64_t seq, uint64_t task_id,
+                          uint32_t attempt) {
+  if (seq != 0)
+    json_object_set_new(args, "task", json_integer((json_int_t)seq));
+  if (task_id != 0)
+    json_object_set_new(args, "task_id", json_integer((json_int_t)task_id));
+  if (attempt != 0)
+    json_object_set_new(args, "attempt", json_integer(attempt));
+}
+
 static void put_slice(writer *w, const cli_rec_slice *s) {
-  json_t *args = json_object();
-  json_t *ev = json_object();
-  if (args == NULL || ev == NULL) {
-    json_decref(args);
-    json_decref(ev);
-    w->failed = true;
+  json_t *args, *ev;
+  if (!new_event(w, &ev, &args))
     return;
-  }
-  if (s->seq != 0)
-    json_object_set_new(args, "task", json_integer((json_int_t)s->seq));
-  json_object_set_new(args, "task_id", json_integer((json_int_t)s->task_id));
-  json_object_set_new(args, "attempt", json_integer(s->attempt));
+  put_task_args(args, s->seq, s->task_id, s->attempt);
   json_object_set_new(args, "status",
                       str(ratchet_status_name((ratchet_status)s->status)));
   if (s->has_exit) {
@@ -143,20 +158,10 @@ static void put_slice(writer *w, const cli_rec_slice *s) {
 static void put_instant(writer *w, const cli_rec_instant *in) {
   char name[96];
   const char *scope = in->worker >= 0 ? "t" : "p";
-  json_t *args = json_object();
-  json_t *ev = json_object();
-  if (args == NULL || ev == NULL) {
-    json_decref(args);
-    json_decref(ev);
-    w->failed = true;
+  json_t *args, *ev;
+  if (!new_event(w, &ev, &args))
     return;
-  }
-  if (in->seq != 0)
-    json_object_set_new(args, "task", json_integer((json_int_t)in->seq));
-  if (in->task_id != 0)
-    json_object_set_new(args, "task_id", json_integer((json_int_t)in->task_id));
-  if (in->attempt != 0)
-    json_object_set_new(args, "attempt", json_integer(in->attempt));
+  put_task_args(args, in->seq, in->task_id, in->attempt);
   switch (in->type) {
   case RATCHET_EV_RETRY:
     snprintf(name, sizeof name, "retry");

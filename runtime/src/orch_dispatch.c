@@ -151,16 +151,15 @@ static void pump_pinned(ratchet_orch *o, orch_pool *op) {
   }
 }
 
-/* Dispatches from the priority FIFOs; returns whether a task found bound
- * to a worker (affinity learnt after it was queued) moved to that
- * worker's wait list. */
-static bool pump_queued(ratchet_orch *o, orch_pool *op) {
-  bool moved = false;
+/* Dispatches from the priority FIFOs. A task found bound to a worker
+ * (affinity learnt after it was queued) moves to that worker's wait list;
+ * its enqueue asks for a kick, which gives it a pinned pass next. */
+static void pump_queued(ratchet_orch *o, orch_pool *op) {
   for (int p = N_PRIO - 1; p >= 0 && op->queued > 0; p--) {
     task_list *l = &op->prio[p];
     while (l->head != NULL) {
       if (!ratchet_pool_has_room(op->pool, RATCHET_POOL_ANY))
-        return moved;
+        return;
       task *t = l->head;
       ratchet__list_remove(l, t);
       op->queued--;
@@ -170,7 +169,6 @@ static bool pump_queued(ratchet_orch *o, orch_pool *op) {
       t->state = TS_NEW; /* in nobody's list while systems run */
       if (w >= 0 && ratchet__orch_pinned_reserve(op, (uint32_t)w) == 0) {
         ratchet__orch_enqueue(o, t, false);
-        moved = true;
         continue;
       }
       if (dispatch_one(o, op, t, RATCHET_POOL_ANY) == -EAGAIN) {
@@ -179,24 +177,19 @@ static bool pump_queued(ratchet_orch *o, orch_pool *op) {
         op->queued++;
         o->waiting++;
         ratchet__orch_expiry_track(o, t);
-        return moved;
+        return;
       }
     }
   }
-  return moved;
 }
 
 /* Dispatches what one pool can take now: tasks waiting for a particular
- * worker first, then the FIFOs. A task the FIFO pass moves to a worker's
- * wait list gets a second pinned pass here and now: the kick its enqueue
- * asked for is the one running, so nothing else would look at that worker
- * until its next outcome, and an idle worker has none coming. */
+ * worker first, then the FIFOs. */
 static void pump_pool(ratchet_orch *o, orch_pool *op) {
   if (op->closed)
     return;
   pump_pinned(o, op);
-  if (pump_queued(o, op))
-    pump_pinned(o, op);
+  pump_queued(o, op);
 }
 
 static void maybe_room(ratchet_orch *o) {

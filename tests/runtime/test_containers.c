@@ -18,24 +18,12 @@
 #include <cmocka.h>
 
 #include "containers.h"
+#include "ratchet/rng.h"
 #include "testutil.h"
 
-/* xorshift64*: a small deterministic generator, seeded per run. */
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * UINT64_C(0x2545f4914f6cdd1d);
-}
-
-static uint64_t rng_below(uint64_t *s, uint64_t n) {
-  return rng_next(s) % n;
-}
-
-static uint64_t rng_seed(unsigned seed) {
-  return UINT64_C(0x9e3779b97f4a7c15) * (seed + 1);
+/* Values in [0, n) from resilience's seeded generator. */
+static uint64_t rng_below(ratchet_rng *rs, uint64_t n) {
+  return ratchet_rng_upto(ratchet_rng_next(rs), n - 1);
 }
 
 /* ---- heap ------------------------------------------------------------- */
@@ -80,7 +68,8 @@ static void test_heap_reference(void **state) {
   (void)state;
   enum { NODES = 64 };
   for (unsigned seed = 0; seed < 300; seed++) {
-    uint64_t rs = rng_seed(seed);
+    ratchet_rng rs;
+    ratchet_rng_seed(&rs, seed);
     /* Few distinct deadlines in some runs (many ties), many in others. */
     uint64_t span = seed % 3 == 0 ? 4 : seed % 3 == 1 ? 64 : UINT64_MAX;
     timer t[NODES];
@@ -95,7 +84,8 @@ static void test_heap_reference(void **state) {
       if (what < 5) {
         if (ratchet__heap_contains(&x->node))
           continue;
-        x->node.due = span == UINT64_MAX ? rng_next(&rs) : rng_below(&rs, span);
+        x->node.due =
+            span == UINT64_MAX ? ratchet_rng_next(&rs) : rng_below(&rs, span);
         x->order = order++;
         assert_int_equal(ratchet__heap_push(&h, &x->node), 0);
         assert_true(ratchet__heap_contains(&x->node));
@@ -282,7 +272,8 @@ static void test_idmap_reference(void **state) {
   enum { KEYS = 300 };
   static int objs[KEYS * 2];
   for (unsigned seed = 0; seed < 100; seed++) {
-    uint64_t rs = rng_seed(seed);
+    ratchet_rng rs;
+    ratchet_rng_seed(&rs, seed);
     uint64_t keys[KEYS];
     void *ref[KEYS] = {NULL};
     /* Sequential ids (as the orchestrator hands out), random ones, and ids
@@ -294,7 +285,7 @@ static void test_idmap_reference(void **state) {
         break;
       case 1:
         do
-          keys[i] = rng_next(&rs);
+          keys[i] = ratchet_rng_next(&rs);
         while (keys[i] == 0);
         break;
       default:
@@ -443,7 +434,7 @@ typedef struct skey {
 
 /* Distinct keys of 0..12 bytes over a small alphabet with NUL in it, so
  * that keys share prefixes, differ only by trailing NULs, or are empty. */
-static void make_keys(uint64_t *rs, skey *k, size_t n) {
+static void make_keys(ratchet_rng *rs, skey *k, size_t n) {
   static const unsigned char alphabet[] = {0, 'a', 1, 0xff};
   for (size_t i = 0; i < n; i++) {
     bool dup;
@@ -494,7 +485,8 @@ static void test_strmap_reference(void **state) {
   enum { KEYS = 200 };
   static int objs[KEYS * 2];
   for (unsigned seed = 0; seed < 60; seed++) {
-    uint64_t rs = rng_seed(seed);
+    ratchet_rng rs;
+    ratchet_rng_seed(&rs, seed);
     skey keys[KEYS];
     make_keys(&rs, keys, KEYS);
     void *ref[KEYS] = {NULL};

@@ -2522,16 +2522,14 @@ static void test_user_system(void **state) {
   ot_close(t);
 }
 
-/* A pool that gives up (its workers cannot start) ends the tasks waiting
- * for it LOST, with its reason. */
-static void test_pool_failed(void **state) {
-  (void)state;
+/* An orchestrator, not started, over one pool that will give up: its
+ * worker exits before Ready (exec succeeds, so that valgrind, which traces
+ * forked children until they exec, stays out of it). */
+static ot *failing_pool_harness(void) {
   ot_options oo = OT_OPTIONS_INIT;
   oo.add_pool = false;
   oo.start = false;
   ot *t = ot_new(&oo, NULL);
-  /* A worker that exits before Ready (exec succeeds, so that valgrind,
-   * which traces forked children until they exec, stays out of it). */
   static const char *const argv[] = {"/bin/false", NULL};
   ratchet_pool_options po = RATCHET_POOL_OPTIONS_INIT;
   po.argv = argv;
@@ -2539,6 +2537,14 @@ static void test_pool_failed(void **state) {
   po.restart_backoff.initial_ns = OT_MS(1);
   po.restart_backoff.max_delay_ns = OT_MS(2);
   assert_int_equal(ratchet_orch_add_pool(t->o, &po, NULL), 0);
+  return t;
+}
+
+/* A pool that gives up (its workers cannot start) ends the tasks waiting
+ * for it LOST, with its reason. */
+static void test_pool_failed(void **state) {
+  (void)state;
+  ot *t = failing_pool_harness();
   uint64_t ids[3];
   for (int i = 0; i < 3; i++) {
     ratchet_task_spec s = ot_spec(t, "echo", "never");
@@ -2565,19 +2571,7 @@ static void test_pool_failed(void **state) {
  * accept it, it must end LOST like the tasks that were waiting. */
 static void test_pool_failed_later_task(void **state) {
   (void)state;
-  ot_options oo = OT_OPTIONS_INIT;
-  oo.add_pool = false;
-  oo.start = false;
-  ot *t = ot_new(&oo, NULL);
-  /* A worker that exits before Ready (exec succeeds, so that valgrind,
-   * which traces forked children until they exec, stays out of it). */
-  static const char *const argv[] = {"/bin/false", NULL};
-  ratchet_pool_options po = RATCHET_POOL_OPTIONS_INIT;
-  po.argv = argv;
-  po.flap_limit = 2;
-  po.restart_backoff.initial_ns = OT_MS(1);
-  po.restart_backoff.max_delay_ns = OT_MS(2);
-  assert_int_equal(ratchet_orch_add_pool(t->o, &po, NULL), 0);
+  ot *t = failing_pool_harness();
   assert_int_equal(ratchet_orch_start(t->o), 0);
   ot_run_until(t, ot_p_event, OT_EV_ARG(RATCHET_EV_POOL_FAILED, 0));
   ratchet_task_spec s = ot_spec(t, "echo", "after");

@@ -44,6 +44,8 @@
 
 #include <cmocka.h>
 
+#include "ratchet/rng.h"
+
 #include "orch_testutil.h"
 #include "ratchet/clock.h"
 
@@ -71,7 +73,7 @@ typedef struct chaos {
   ot *t;
   uv_timer_t killer;
   uint32_t n, size;
-  uint64_t rng;
+  ratchet_rng rng;
   unsigned kills;
   /* By task index (payload "I"); idx_of maps ids to indexes + 1. */
   uint64_t *ids;
@@ -82,14 +84,6 @@ typedef struct chaos {
   uint64_t ev_dispatched, ev_lost, ev_retry, ev_succeeded, ev_failed;
   uint64_t ev_completed, ev_unknown;
 } chaos;
-
-static uint64_t xorshift(uint64_t *st) {
-  uint64_t x = *st;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *st = x;
-}
 
 static int32_t index_of(const chaos *c, uint64_t id) {
   if (id >= c->n_idx || c->idx_of[id] == 0)
@@ -136,7 +130,7 @@ static void on_event(void *ctx, const ratchet_event *ev) {
  * those could starve a slow sanitizer build of workers altogether). */
 static void killer_cb(uv_timer_t *h) {
   chaos *c = h->data;
-  uint32_t w = (uint32_t)(xorshift(&c->rng) % c->size);
+  uint32_t w = (uint32_t)(ratchet_rng_next(&c->rng) % c->size);
   ratchet_pool_worker_stats ws;
   if (ratchet_pool_worker_stats_get(ratchet_orch_pool(c->t->o, 0), w, &ws) ==
           0 &&
@@ -164,7 +158,7 @@ static void test_chaos(void **state) {
   const char *env_seed = getenv("RATCHET_CHAOS_SEED");
   if (env_seed != NULL)
     seed = strtoull(env_seed, NULL, 0);
-  c->rng = seed | 1;
+  ratchet_rng_seed(&c->rng, seed);
   c->ids = calloc(c->n, sizeof *c->ids);
   c->dispatched = calloc(c->n, sizeof *c->dispatched);
   c->lost = calloc(c->n, sizeof *c->lost);

@@ -46,6 +46,8 @@
 
 #include <cmocka.h>
 
+#include "ratchet/rng.h"
+
 #include "ratchet/pool.h"
 #include "ratchet/worker.h"
 #include "testutil.h"
@@ -138,7 +140,7 @@ typedef struct stress {
   char first_violation[512];
   char failed_message[512];
   bool closed, timed_out;
-  uint64_t rng;
+  ratchet_rng rng;
 } stress;
 
 static void violation(stress *s, const char *fmt, ...)
@@ -151,14 +153,6 @@ static void violation(stress *s, const char *fmt, ...) {
     vsnprintf(s->first_violation, sizeof s->first_violation, fmt, ap);
     va_end(ap);
   }
-}
-
-static uint64_t xorshift(uint64_t *st) {
-  uint64_t x = *st;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return *st = x;
 }
 
 static bool under_valgrind(void) {
@@ -328,7 +322,7 @@ static void killer_cb(uv_timer_t *h) {
     if (ratchet_pool_worker_stats_get(s->pool, w, &ws) == 0 && ws.pid > 0)
       pids[n++] = ws.pid;
   }
-  if (n > 0 && kill(pids[xorshift(&s->rng) % n], SIGKILL) == 0)
+  if (n > 0 && kill(pids[ratchet_rng_next(&s->rng) % n], SIGKILL) == 0)
     s->n_kills++;
 }
 
@@ -405,7 +399,7 @@ static void run_stress(ratchet_pool_mode mode, uint32_t size, uint32_t depth,
   const char *env_seed = getenv("RATCHET_STRESS_SEED");
   if (env_seed != NULL)
     seed = strtoull(env_seed, NULL, 0);
-  s->rng = seed | 1;
+  ratchet_rng_seed(&s->rng, seed);
 
   assert_int_equal(uv_loop_init(&s->loop), 0);
   uv_timer_init(&s->loop, &s->killer);
