@@ -680,9 +680,14 @@ class Signals(Base):
         p.stdin.close()
         kills = 0
         while p.poll() is None:
+            # Workers running a task: a worker killed again and again
+            # while it starts is one that cannot start, which ends the run
+            # by design (flap limit) - and on a loaded machine under ASan
+            # starting takes longer than 100 ms.
             t = proc_table()
+            busy = {pp for pp, _, _ in t.values()}
             workers = [pid for pid, (pp, _, c) in t.items()
-                       if pp == p.pid and " worker" in c]
+                       if pp == p.pid and " worker" in c and pid in busy]
             if workers:
                 try:
                     os.kill(random.choice(workers), signal.SIGKILL)
